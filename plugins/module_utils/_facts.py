@@ -1,0 +1,313 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) gofleet.cache contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Facts about Go caches: locate them per account, scan each once, summarise.
+
+The result is bounded whatever the size of the caches: counts, a fixed set of
+age buckets, the `top` largest modules and at most a few errors per cache.
+"""
+
+from __future__ import annotations
+
+import errno
+import heapq
+import os
+import pwd
+import stat
+import time
+
+from ansible_collections.gofleet.cache.plugins.module_utils import _buildcache
+from ansible_collections.gofleet.cache.plugins.module_utils import _fs
+from ansible_collections.gofleet.cache.plugins.module_utils import _goenv
+from ansible_collections.gofleet.cache.plugins.module_utils import _modcache
+from ansible_collections.gofleet.cache.plugins.module_utils import _users
+from ansible_collections.gofleet.cache.plugins.module_utils._units import OptionError, iso_utc, parse_duration
+
+KINDS = ('build', 'module', 'fuzz')
+DEFAULT_AGE_BUCKETS = ('7d', '30d', '90d')
+NS = 1000000000
+
+
+class AgeHistogram(object):
+    """Cumulative counts of units not used for longer than each threshold."""
+
+    def __init__(self, buckets, now):
+        self.now = now
+        self.thresholds = [(label, parse_duration(label, 'age_buckets')) for label in buckets]
+        self.counts = [[0, 0] for _item in self.thresholds]
+        self.oldest_ns = None
+        self.newest_ns = None
+
+    def add(self, last_used_ns, size):
+        if self.oldest_ns is None or last_used_ns < self.oldest_ns:
+            self.oldest_ns = last_used_ns
+        if self.newest_ns is None or last_used_ns > self.newest_ns:
+            self.newest_ns = last_used_ns
+        age = self.now - last_used_ns / NS
+        for index, (_label, seconds) in enumerate(self.thresholds):
+            if age > seconds:
+                self.counts[index][0] += 1
+                self.counts[index][1] += size
+
+    def as_facts(self):
+        facts = {'age_buckets': [{'older_than': label, 'older_than_s': seconds, 'entries': counts[0],
+                                  'bytes': counts[1]}
+                                 for (label, seconds), counts in zip(self.thresholds, self.counts)]}
+        for key, value in (('oldest_used', self.oldest_ns), ('newest_used', self.newest_ns)):
+            seconds = None if value is None else value // NS
+            facts[key] = iso_utc(seconds)
+            facts[key + '_age_s'] = None if seconds is None else max(0, int(self.now - seconds))
+        return facts
+
+
+def _scan_common(scan):
+    facts = {'files': scan.files, 'bytes': scan.bytes, 'disk_bytes': scan.disk_bytes,
+             'symlinks_skipped': scan.symlinks_skipped, 'mounts_skipped': scan.mounts_skipped}
+    facts.update(scan.errors.as_result())
+    return facts
+
+
+def build_cache_facts(root_fd, buckets, now):
+    scan = _buildcache.BuildCacheScan(root_fd).run()
+    ages = AgeHistogram(buckets, now)
+    entries = dead_actions = orphan_outputs = dead_bytes = 0
+    for entry in scan.join():
+        if entry.alive:
+            entries += 1
+            ages.add(entry.last_used_ns, entry.bytes)
+        elif entry.action_id is None:
+            orphan_outputs += 1
+            dead_bytes += entry.bytes
+        else:
+            dead_actions += 1
+            dead_bytes += entry.bytes
+    facts = _scan_common(scan)
+    facts.update(ages.as_facts())
+    facts.update(entries=entries, other_files=scan.other_files, other_bytes=scan.other_bytes,
+                 orphans={'actions_without_output': dead_actions, 'outputs_without_action': orphan_outputs,
+                          'bytes': dead_bytes},
+                 last_trim=iso_utc(scan.last_trim),
+                 last_trim_age_s=None if scan.last_trim is None else max(0, int(now - scan.last_trim)))
+    return facts
+
+
+def module_cache_facts(root_fd, buckets, now, top, use_atime):
+    scan = _modcache.ModuleCacheScan(root_fd).run()
+    ages = AgeHistogram(buckets, now)
+    states = {'complete': 0, 'download_only': 0, 'incomplete': 0}
+    incomplete_bytes = scan.tmp_bytes
+    per_module = {}
+    toolchains = 0
+    for version in scan.versions.values():
+        state = version.state
+        states[state] += 1
+        size = version.bytes
+        if state == 'incomplete':
+            incomplete_bytes += size
+            continue
+        ages.add(version.last_used_ns(use_atime), size)
+        module = version.module
+        totals = per_module.setdefault(module, [0, 0])
+        totals[0] += 1
+        totals[1] += size
+        if module == _modcache.TOOLCHAIN_MODULE:
+            toolchains += 1
+    largest = heapq.nlargest(top, per_module.items(), key=lambda item: (item[1][1], item[0]))
+    facts = _scan_common(scan)
+    facts.update(ages.as_facts())
+    facts.update(entries=states['complete'], modules=len(per_module),
+                 versions=states['complete'] + states['download_only'], complete=states['complete'],
+                 download_only=states['download_only'], incomplete=states['incomplete'],
+                 incomplete_bytes=incomplete_bytes, tmp_files=scan.tmp_files, toolchains=toolchains,
+                 top_modules=[{'module': name, 'versions': totals[0], 'bytes': totals[1]} for name, totals in largest],
+                 sumdb_bytes=scan.sumdb_bytes, vcs_bytes=scan.vcs_bytes,
+                 age_basis='atime' if use_atime else 'mtime')
+    return facts
+
+
+def fuzz_cache_facts(root_fd, buckets, now):
+    """Fuzz corpora (GOCACHE/fuzz/<package>/<FuzzTest>/<file>): Go never trims them; age = mtime."""
+    errors = _fs.ErrorLog()
+    ages = AgeHistogram(buckets, now)
+    totals = _fs.TreeTotals()
+
+    def on_symlink(_path):
+        totals.symlinks_skipped += 1
+
+    def on_mount(_path):
+        totals.mounts_skipped += 1
+
+    for _parent, _rel, _name, st in _fs.walk_files(root_fd, '', os.fstat(root_fd).st_dev, errors,
+                                                   on_symlink, on_mount):
+        totals.add_file(st)
+        ages.add(st.st_mtime_ns, st.st_size)
+    facts = {'files': totals.files, 'bytes': totals.bytes, 'disk_bytes': totals.disk_bytes,
+             'entries': totals.files, 'symlinks_skipped': totals.symlinks_skipped,
+             'mounts_skipped': totals.mounts_skipped}
+    facts.update(errors.as_result())
+    facts.update(ages.as_facts())
+    return facts
+
+
+def _empty_counts(kind):
+    facts = {'files': 0, 'bytes': 0, 'disk_bytes': 0, 'entries': 0, 'age_buckets': [],
+             'oldest_used': None, 'newest_used': None, 'oldest_used_age_s': None, 'newest_used_age_s': None,
+             'errors': [], 'errors_total': 0}
+    if kind == 'module':
+        facts.update(modules=0, versions=0, complete=0, download_only=0, incomplete=0, toolchains=0, top_modules=[])
+    return facts
+
+
+def _existing_parent(path):
+    while path and path != '/' and not os.path.exists(path):
+        path = os.path.dirname(path)
+    return path or '/'
+
+
+def _owner_name(uid):
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def scan_cache(path, kind, age_buckets=DEFAULT_AGE_BUCKETS, top=10, now=None, mountinfo=None):
+    """Facts of one cache directory (no user, no source): what go_cache_facts reports per cache."""
+    now = time.time() if now is None else now
+    real_path = os.path.realpath(path)
+    facts = {'kind': kind, 'path': path, 'real_path': real_path, 'exists': False, 'valid': False}
+    facts['filesystem'] = _fs.filesystem_facts(_existing_parent(real_path), mountinfo)
+    facts.update(_empty_counts(kind))
+    try:
+        root_fd = _fs.open_dir(real_path)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOENT, errno.ENOTDIR):
+            facts['errors'] = [{'path': real_path, 'error': exc.strerror}]
+            facts['errors_total'] = 1
+            facts['exists'] = os.path.lexists(real_path)
+        return facts
+    try:
+        root_stat = os.fstat(root_fd)
+        facts.update(exists=True, owner=_owner_name(root_stat.st_uid), mode='%04o' % stat.S_IMODE(root_stat.st_mode))
+        if kind == 'build':
+            facts['valid'] = _buildcache.is_build_cache(root_fd)
+            scanned = build_cache_facts(root_fd, age_buckets, now) if facts['valid'] else None
+        elif kind == 'module':
+            facts['valid'] = _modcache.is_module_cache(root_fd)
+            use_atime = bool(facts['filesystem'].get('atime_updates'))
+            scanned = module_cache_facts(root_fd, age_buckets, now, top, use_atime) if facts['valid'] else None
+        else:
+            facts['valid'] = True
+            scanned = fuzz_cache_facts(root_fd, age_buckets, now)
+        if scanned is None:
+            facts['errors'] = [{'path': real_path, 'error': 'not a Go %s cache (%s); not scanned' % (
+                kind, 'README marker missing' if kind == 'build' else 'no cache/download directory')}]
+            facts['errors_total'] = 1
+        else:
+            facts.update(scanned)
+    finally:
+        os.close(root_fd)
+    return facts
+
+
+# The name benchmarks and the agent use.
+gather_cache_facts = scan_cache
+
+
+def normalize_options(users=None, caches=None, kinds=None, go='auto', age_buckets=None, top=10):
+    """Validate every option before anything is scanned; raises OptionError naming option and value."""
+    kinds = list(KINDS) if kinds is None else list(kinds)
+    for kind in kinds:
+        if kind not in KINDS:
+            raise OptionError('kinds', kind, 'expected one of %s' % ', '.join(KINDS))
+    age_buckets = list(DEFAULT_AGE_BUCKETS) if age_buckets is None else [str(item) for item in age_buckets]
+    for label in age_buckets:
+        parse_duration(label, 'age_buckets')
+    if isinstance(top, bool) or not isinstance(top, int) or top < 0:
+        raise OptionError('top', top, 'expected a non-negative integer')
+    explicit = []
+    for item in caches or []:
+        if not isinstance(item, dict) or 'path' not in item:
+            raise OptionError('caches', item, 'each item needs path and kind')
+        path, kind = item.get('path'), item.get('kind')
+        if not isinstance(path, str) or not os.path.isabs(path):
+            raise OptionError('caches', path, 'path must be absolute')
+        if kind not in KINDS:
+            raise OptionError('caches', kind, 'kind must be one of %s' % ', '.join(KINDS))
+        explicit.append((os.path.normpath(path), kind))
+    if users is None:
+        accounts = [_users.current_account()]
+    elif users == '*' or (isinstance(users, list) and '*' in users):
+        accounts = _users.accounts_with_home()
+    else:
+        names = users if isinstance(users, list) else [users]
+        accounts = [_users.lookup(name) for name in names]
+    if go not in (None, 'auto', 'none') and not (isinstance(go, str) and os.path.isabs(go)):
+        raise OptionError('go', go, "expected 'auto', 'none' or an absolute path to a go binary")
+    if isinstance(go, str) and os.path.isabs(go) and not os.access(go, os.X_OK):
+        raise OptionError('go', go, 'not an executable file')
+    return accounts, explicit, kinds, go, age_buckets, top
+
+
+def account_locations(account, go='auto'):
+    """(GoEnvironment, go binary or None, go env -json disagreements, errors) for one account."""
+    env = _users.account_environment(account)
+    go_binary = None if go in (None, 'none') else _goenv.find_go(env, None if go == 'auto' else go)
+    goenv = _goenv.GoEnvironment(env, _goenv.goroot_of(go_binary))
+    errors = list(goenv.errors)
+    disagreements = []
+    if go_binary:
+        reported, error = _goenv.query_go_env(go_binary, account, env, goenv.goenv_path)
+        if error:
+            errors.append(error)
+        else:
+            disagreements = goenv.apply_go_env_json(reported)
+    return goenv, go_binary, disagreements, errors
+
+
+def gather(users=None, caches=None, kinds=None, go='auto', age_buckets=None, top=10, now=None):
+    """ansible_facts.go_cache for the requested accounts and explicit caches."""
+    accounts, explicit, kinds, go, age_buckets, top = normalize_options(users, caches, kinds, go, age_buckets, top)
+    now = time.time() if now is None else now
+    mountinfo = _fs.read_text_file('/proc/self/mountinfo') or ''
+    scanned = {}
+
+    def scan_once(path, kind):
+        # A cache shared by several accounts is scanned once.
+        key = (os.path.realpath(path), kind)
+        if key not in scanned:
+            scanned[key] = scan_cache(path, kind, age_buckets, top, now, mountinfo)
+        result = dict(scanned[key])
+        result['path'] = path
+        return result
+
+    result = {'caches': [], 'env': {}, 'conflicts': [], 'errors': []}
+    for account in accounts:
+        goenv, go_binary, disagreements, errors = account_locations(account, go)
+        settings = goenv.settings
+        result['env'][account.pw_name] = dict(goenv.as_dict(), go_binary=go_binary, errors=errors,
+                                              go_env_json_disagreements=disagreements)
+        for conflict in goenv.conflicts():
+            result['conflicts'].append(dict(conflict, user=account.pw_name))
+        locations = {'build': settings['GOCACHE'], 'module': settings['GOMODCACHE'], 'fuzz': settings['GOCACHE']}
+        for kind in kinds:
+            setting = locations[kind]
+            path = setting.value
+            item = {'user': account.pw_name, 'kind': kind, 'source': setting.source}
+            if not path or path == 'off' or not os.path.isabs(path):
+                reason = ('%s is not an absolute path: %r' % (setting.name, path)) if path else '%s is unset' % setting.name
+                item.update(path=path or None, real_path=None, exists=False, valid=False, filesystem=None,
+                            **_empty_counts(kind))
+                item['errors'] = [{'path': path, 'error': reason}]
+                item['errors_total'] = 1
+            else:
+                if kind == 'fuzz':
+                    path = os.path.join(path, _buildcache.FUZZ_DIR)
+                item.update(scan_once(path, kind))
+            result['caches'].append(item)
+    for path, kind in explicit:
+        item = scan_once(path, kind)
+        item.update(user=item.get('owner'), source='explicit')
+        result['caches'].append(item)
+    return result

@@ -1,0 +1,218 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) gofleet.cache contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Go's configuration as the go command resolves it (src/cmd/go/internal/cfg).
+
+Precedence for every variable: a non-empty OS environment variable, then the
+user's go env file (GOENV, else <user config dir>/go/env), then
+$GOROOT/go.env (Go 1.21+), then Go's built-in default.  An empty OS variable
+counts as unset.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from ansible_collections.gofleet.cache.plugins.module_utils import _fs
+from ansible_collections.gofleet.cache.plugins.module_utils import _users
+
+# The variables that decide where caches live and how modules are fetched.
+CACHE_VARS = ('GOCACHE', 'GOMODCACHE', 'GOPATH', 'GOENV', 'GOPROXY', 'GOSUMDB', 'GONOSUMDB',
+              'GONOPROXY', 'GOPRIVATE', 'GOFLAGS', 'GOTOOLCHAIN')
+GO_BINARY_CANDIDATES = ('/usr/local/go/bin/go', '/usr/lib/go/bin/go', '/usr/bin/go', '/snap/bin/go')
+
+
+def parse_env_file(text):
+    """KEY=VALUE pairs exactly as Go reads a go env file (cfg.go readEnvFile).
+
+    Lines end at LF only: a CR stays in the value, as it does for Go.  Lines
+    without '=' or not starting with an uppercase letter are ignored; a later
+    duplicate wins.
+    """
+    values = {}
+    for line in (text or '').split('\n'):
+        key, sep, value = line.partition('=')
+        if not sep or not line or not 'A' <= line[0] <= 'Z':
+            continue
+        values[key] = value
+    return values
+
+
+def _xdg_dir(env, xdg_var, fallback):
+    """os.UserConfigDir / os.UserCacheDir on Unix: (path, error)."""
+    value = env.get(xdg_var, '')
+    if value:
+        if not os.path.isabs(value):
+            return None, 'path in $%s is relative' % xdg_var
+        return value, None
+    home = env.get('HOME', '')
+    if not home:
+        return None, 'neither $%s nor $HOME are defined' % xdg_var
+    return os.path.join(home, fallback), None
+
+
+def goenv_file(env):
+    """(path of the user's go env file or None, source, error)."""
+    value = env.get('GOENV', '')
+    if value:
+        return (None if value == 'off' else value), 'env', None
+    config, error = _xdg_dir(env, 'XDG_CONFIG_HOME', '.config')
+    if config is None:
+        return None, 'default', error
+    return os.path.join(config, 'go', 'env'), 'default', None
+
+
+def goroot_of(go_binary):
+    """GOROOT of a go binary: the directory above its bin/ (Go's own findGOROOT rule)."""
+    if not go_binary:
+        return None
+    return os.path.dirname(os.path.dirname(os.path.realpath(go_binary)))
+
+
+def find_go(env, explicit=None):
+    """Path of the go binary to ask: `explicit`, else PATH, else the usual install places."""
+    if explicit:
+        return explicit if os.access(explicit, os.X_OK) else None
+    for directory in env.get('PATH', _users.DEFAULT_PATH).split(os.pathsep):
+        candidate = os.path.join(directory or '.', 'go')
+        if directory and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    for candidate in GO_BINARY_CANDIDATES:
+        if os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+class Setting(object):
+    """One variable's effective value, where it came from and what it hides."""
+
+    __slots__ = ('name', 'value', 'source', 'shadowed', 'derived_from')
+
+    def __init__(self, name, candidates, derived_from=None):
+        # candidates: [(source, value)] in precedence order, None values skipped
+        present = [(source, value) for source, value in candidates if value is not None]
+        self.name = name
+        self.source, self.value = present[0] if present else ('default', '')
+        self.shadowed = present[1:]
+        self.derived_from = derived_from
+
+    def as_dict(self):
+        result = {'value': self.value, 'source': self.source,
+                  'shadowed': [{'source': source, 'value': value} for source, value in self.shadowed]}
+        if self.derived_from:
+            result['derived_from'] = self.derived_from
+        return result
+
+
+class GoEnvironment(object):
+    """Go's view of one account: settings for CACHE_VARS plus the cache locations."""
+
+    def __init__(self, env, goroot=None):
+        self.errors = []
+        self.goenv_path, goenv_source, error = goenv_file(env)
+        if error:
+            self.errors.append('GOENV: %s' % error)
+        file_values = {}
+        if self.goenv_path:
+            try:
+                file_values = parse_env_file(_fs.read_text_file(self.goenv_path))
+            except OSError as exc:
+                self.errors.append('GOENV: cannot read %s: %s' % (self.goenv_path, exc.strerror))
+        goroot_values = {}
+        self.goroot = env.get('GOROOT') or goroot
+        if self.goroot:
+            try:
+                goroot_values = parse_env_file(_fs.read_text_file(os.path.join(self.goroot, 'go.env')))
+            except OSError:
+                goroot_values = {}
+
+        def candidates(name):
+            return [('env', env.get(name) or None), ('goenv_file', file_values.get(name)),
+                    ('goroot_env', goroot_values.get(name))]
+
+        settings = {'GOENV': Setting('GOENV', [(goenv_source, self.goenv_path or 'off')])}
+        cache_default, cache_error = _xdg_dir(env, 'XDG_CACHE_HOME', '.cache')
+        settings['GOCACHE'] = Setting('GOCACHE', candidates('GOCACHE') + [
+            ('default', os.path.join(cache_default, 'go-build') if cache_default else None)])
+        if cache_error and settings['GOCACHE'].source == 'default':
+            self.errors.append('GOCACHE: %s' % cache_error)
+        home = env.get('HOME', '')
+        settings['GOPATH'] = Setting('GOPATH', candidates('GOPATH') + [
+            ('default', os.path.join(home, 'go') if home else None)])
+        gopath = settings['GOPATH']
+        first_gopath = gopath.value.split(os.pathsep)[0] if gopath.value else ''
+        modcache = Setting('GOMODCACHE', candidates('GOMODCACHE'))
+        if modcache.source == 'default':
+            # Derived: first GOPATH entry + /pkg/mod, with GOPATH's provenance.
+            modcache = Setting('GOMODCACHE', [(gopath.source, os.path.join(first_gopath, 'pkg', 'mod')
+                                               if first_gopath else '')], derived_from='GOPATH')
+        settings['GOMODCACHE'] = modcache
+        for name in ('GOPROXY', 'GOSUMDB', 'GOPRIVATE', 'GOFLAGS', 'GOTOOLCHAIN'):
+            settings[name] = Setting(name, candidates(name))
+        for name in ('GONOSUMDB', 'GONOPROXY'):
+            setting = Setting(name, candidates(name))
+            if setting.source == 'default':  # Go defaults both to GOPRIVATE
+                setting = Setting(name, [(settings['GOPRIVATE'].source, settings['GOPRIVATE'].value)],
+                                  derived_from='GOPRIVATE')
+            settings[name] = setting
+        self.settings = settings
+
+    def apply_go_env_json(self, reported):
+        """Let `go env -json` overrule the computed values (it is the authority when it runs).
+
+        GOTOOLCHAIN and GOENV are excluded: the query pins both so that it can
+        neither download a toolchain nor write into the account's config dir.
+        """
+        disagreements = []
+        for name, setting in self.settings.items():
+            if name in ('GOTOOLCHAIN', 'GOENV') or name not in reported:
+                continue
+            if reported[name] != setting.value:
+                disagreements.append({'var': name, 'computed': setting.value, 'computed_source': setting.source,
+                                      'go_env_json': reported[name]})
+                setting.shadowed = [(setting.source, setting.value)] + setting.shadowed
+                setting.value = reported[name]
+                setting.source = 'go_env_json'
+        return disagreements
+
+    def conflicts(self):
+        """Variables whose OS environment value hides a different go env file value."""
+        found = []
+        for name, setting in sorted(self.settings.items()):
+            if setting.source != 'env':
+                continue
+            for source, value in setting.shadowed:
+                if source == 'goenv_file' and value != setting.value:
+                    found.append({'var': name, 'value': setting.value, 'source': 'env',
+                                  'shadowed_source': source, 'shadowed_value': value})
+        return found
+
+    def as_dict(self):
+        return dict((name, self.settings[name].as_dict()) for name in CACHE_VARS)
+
+
+def query_go_env(go_binary, account, env, goenv_path, timeout=60):
+    """`go env -json` as `account`; returns (dict or None, error or None).
+
+    GOTOOLCHAIN=local keeps Go from downloading a toolchain; GOENV is pinned
+    to the resolved file and XDG_CONFIG_HOME pointed at an uncreatable path
+    so that Go's telemetry cannot create files in the account's home.
+    """
+    child_env = dict(env)
+    child_env['GOTOOLCHAIN'] = 'local'
+    child_env['GOENV'] = goenv_path or 'off'
+    child_env['XDG_CONFIG_HOME'] = '/dev/null/gofleet-no-telemetry'
+    argv = [go_binary, 'env', '-json'] + [name for name in CACHE_VARS if name not in ('GOENV', 'GOTOOLCHAIN')]
+    argv += ['GOROOT', 'GOVERSION']
+    try:
+        rc, out, err = _users.run_as(account, argv, child_env, timeout=timeout)
+    except OSError as exc:
+        return None, 'cannot run %s as %s: %s' % (go_binary, account.pw_name, exc)
+    if rc != 0:
+        return None, '%s env -json failed as %s (rc=%s): %s' % (go_binary, account.pw_name, rc, err.strip()[:500])
+    try:
+        return json.loads(out), None
+    except ValueError:
+        return None, '%s env -json returned no JSON: %s' % (go_binary, out.strip()[:200])

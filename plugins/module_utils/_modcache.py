@@ -1,0 +1,314 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) gofleet.cache contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""The Go module cache (GOMODCACHE) as Go lays it out (src/cmd/go/internal/modfetch).
+
+Unit: a *module version*: the extracted tree `<esc module>@<esc version>/`
+and its download files `cache/download/<esc module>/@v/<esc version>.{info,
+mod,zip,ziphash,partial}` (the `.lock` stays: Go's flock target).  Go
+considers a version present iff the tree exists, no .partial exists and the
+.ziphash exists.  A version with only .info and .mod is one Go fetched for
+the module graph: a complete state, not a broken one.
+
+Nothing in Go updates the times of module files after download, so the last
+use of a version is the access time of its .ziphash/.mod/.info on mounts that
+update access times (Go reads them on every build), else the download time.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import stat
+
+from ansible_collections.gofleet.cache.plugins.module_utils import _fs
+
+DOWNLOAD_DIR = ('cache', 'download')
+SUMDB_DIR = 'sumdb'
+VCS_DIR = 'vcs'
+TOOLCHAIN_MODULE = 'golang.org/toolchain'
+# Longest first, so that `v1.zip` is not read as the version `v1.zip` of `.hash`.
+DOWNLOAD_SUFFIXES = ('.ziphash', '.partial', '.info', '.lock', '.mod', '.zip')
+# Files whose access time tells that a build used the version.
+USE_SUFFIXES = ('.ziphash', '.mod', '.info')
+
+
+def unescape(escaped):
+    """Go's case escaping undone: `!mixed!case` -> `MixedCase` (module.UnescapePath)."""
+    if '!' not in escaped:
+        return escaped
+    out = []
+    bang = False
+    for char in escaped:
+        if bang:
+            out.append(char.upper())
+            bang = False
+        elif char == '!':
+            bang = True
+        else:
+            out.append(char)
+    return ''.join(out)
+
+
+def escape(path):
+    """Go's case escaping: uppercase letters become `!` + lowercase (module.EscapePath)."""
+    return ''.join('!' + char.lower() if 'A' <= char <= 'Z' else char for char in path)
+
+
+def is_module_cache(root_fd):
+    """True when the directory has Go's `cache/download` layout."""
+    try:
+        cache_fd = _fs.open_dir(DOWNLOAD_DIR[0], root_fd)
+    except OSError:
+        return False
+    try:
+        return stat.S_ISDIR(os.stat(DOWNLOAD_DIR[1], dir_fd=cache_fd, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
+    finally:
+        os.close(cache_fd)
+
+
+def split_download_name(name):
+    """(escaped version, suffix) of a file in an @v directory, or (None, None) for `list` and others.
+
+    Temporary files Go leaves when killed mid-download (`v1.0.0.zip123.tmp`)
+    are reported with suffix `.tmp`.
+    """
+    if name.endswith('.tmp'):
+        for suffix in DOWNLOAD_SUFFIXES:
+            at = name.find(suffix)
+            if at > 0:
+                return name[:at], '.tmp'
+        return None, '.tmp'
+    for suffix in DOWNLOAD_SUFFIXES:
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return name[:-len(suffix)], suffix
+    return None, None
+
+
+class Version(object):
+    """Everything known about one module version after the scan."""
+
+    __slots__ = ('module_esc', 'version_esc', 'download', 'tree', 'tree_files', 'tree_bytes',
+                 'tree_disk_bytes', 'tree_mtime_ns')
+
+    def __init__(self, module_esc, version_esc):
+        self.module_esc = module_esc
+        self.version_esc = version_esc
+        self.download = {}  # suffix -> (size, allocated, atime_ns, mtime_ns)
+        self.tree = False
+        self.tree_files = 0
+        self.tree_bytes = 0
+        self.tree_disk_bytes = 0
+        self.tree_mtime_ns = 0
+
+    @property
+    def module(self):
+        return unescape(self.module_esc)
+
+    @property
+    def version(self):
+        return unescape(self.version_esc)
+
+    @property
+    def state(self):
+        """complete | download_only | incomplete (see the module docstring)."""
+        files = self.download
+        if '.partial' in files or (self.tree and '.ziphash' not in files):
+            return 'incomplete'
+        if '.zip' in files and '.ziphash' not in files:
+            return 'incomplete'
+        if self.tree:
+            return 'complete'
+        if '.mod' in files:
+            return 'download_only'
+        return 'incomplete'
+
+    @property
+    def bytes(self):
+        return self.tree_bytes + sum(item[0] for suffix, item in self.download.items() if suffix != '.lock')
+
+    @property
+    def disk_bytes(self):
+        return self.tree_disk_bytes + sum(item[1] for suffix, item in self.download.items() if suffix != '.lock')
+
+    @property
+    def files(self):
+        return self.tree_files + sum(1 for suffix in self.download if suffix != '.lock')
+
+    def last_used_ns(self, use_atime):
+        """Newest use signal: atime (if the mount updates it) or mtime of .ziphash/.mod/.info."""
+        newest = 0
+        for suffix in USE_SUFFIXES:
+            item = self.download.get(suffix)
+            if item is not None:
+                newest = max(newest, item[3], item[2] if use_atime else 0)
+        return newest or self.tree_mtime_ns
+
+
+class ModuleCacheScan(object):
+    """One pass over a module cache: the download cache, then the extracted trees."""
+
+    def __init__(self, root_fd):
+        self.root_fd = root_fd
+        self.root_dev = os.fstat(root_fd).st_dev
+        self.errors = _fs.ErrorLog()
+        self.versions = {}
+        self.files = 0
+        self.bytes = 0
+        self.disk_bytes = 0
+        self.sumdb_bytes = 0
+        self.vcs_bytes = 0
+        self.tmp_files = 0
+        self.tmp_bytes = 0
+        self.other_bytes = 0
+        self.symlinks_skipped = 0
+        self.mounts_skipped = 0
+
+    def _version(self, module_esc, version_esc):
+        key = (module_esc, version_esc)
+        version = self.versions.get(key)
+        if version is None:
+            version = self.versions[key] = Version(module_esc, version_esc)
+        return version
+
+    def _count(self, st):
+        self.files += 1
+        self.bytes += st.st_size
+        self.disk_bytes += st.st_blocks * 512
+
+    def _on_symlink(self, _path):
+        self.symlinks_skipped += 1
+
+    def _on_mount(self, _path):
+        self.mounts_skipped += 1
+
+    def run(self):
+        self._scan_tree_dir(self.root_fd, '')
+        return self
+
+    def _with_dir(self, parent_fd, name, rel, scan):
+        try:
+            fd = _fs.open_dir(name, parent_fd)
+        except OSError as exc:
+            self.errors.add(rel, exc)
+            return
+        try:
+            scan(fd, rel)
+        finally:
+            os.close(fd)
+
+    def _subtree_bytes(self, fd, rel):
+        totals = _fs.TreeTotals()
+        for _parent, _rel, _name, st in _fs.walk_files(fd, rel, self.root_dev, self.errors,
+                                                       self._on_symlink, self._on_mount):
+            totals.add_file(st)
+            self._count(st)
+        return totals
+
+    def _scan_cache_dir(self, fd, rel):
+        """cache/: download/ holds versions; vcs/, sumdb and the lock are only measured."""
+        for name, st in self._listing(fd, rel):
+            child = rel + '/' + name
+            if stat.S_ISREG(st.st_mode):
+                self._count(st)
+                self.other_bytes += st.st_size
+            elif not stat.S_ISDIR(st.st_mode):
+                continue
+            elif name == DOWNLOAD_DIR[1]:
+                self._with_dir(fd, name, child, self._scan_download_dir)
+            elif name == VCS_DIR:
+                self._with_dir(fd, name, child, self._measure_vcs)
+            else:
+                self._with_dir(fd, name, child, self._measure_other)
+
+    def _measure_vcs(self, fd, rel):
+        self.vcs_bytes += self._subtree_bytes(fd, rel).bytes
+
+    def _measure_sumdb(self, fd, rel):
+        self.sumdb_bytes += self._subtree_bytes(fd, rel).bytes
+
+    def _measure_other(self, fd, rel):
+        self.other_bytes += self._subtree_bytes(fd, rel).bytes
+
+    def _listing(self, fd, rel):
+        try:
+            listing = _fs.list_dir(fd)
+        except OSError as exc:
+            self.errors.add(rel, exc)
+            return []
+        result = []
+        for name, st in listing:
+            if stat.S_ISLNK(st.st_mode):
+                self.symlinks_skipped += 1
+            elif stat.S_ISDIR(st.st_mode) and st.st_dev != self.root_dev:
+                self.mounts_skipped += 1
+            else:
+                result.append((name, st))
+        return result
+
+    def _scan_download_dir(self, fd, rel):
+        """Walk cache/download/<escaped module path>/@v/."""
+        prefix = rel.split('/', 2)[2] if rel.count('/') >= 2 else ''
+        for name, st in self._listing(fd, rel):
+            child = rel + '/' + name
+            if stat.S_ISREG(st.st_mode):
+                self._count(st)
+                self.other_bytes += st.st_size
+            elif not stat.S_ISDIR(st.st_mode):
+                continue
+            elif name == '@v' and prefix:
+                self._with_dir(fd, name, child, self._scan_at_v)
+            elif name == SUMDB_DIR and not prefix:
+                self._with_dir(fd, name, child, self._measure_sumdb)
+            else:
+                self._with_dir(fd, name, child, self._scan_download_dir)
+
+    def _scan_at_v(self, fd, rel):
+        module_esc = rel[len('cache/download/'):-len('/@v')]
+        for name, st in self._listing(fd, rel):
+            if not stat.S_ISREG(st.st_mode):
+                if stat.S_ISDIR(st.st_mode):
+                    self._with_dir(fd, name, rel + '/' + name, self._measure_other)
+                continue
+            self._count(st)
+            version_esc, suffix = split_download_name(name)
+            if suffix == '.tmp':
+                self.tmp_files += 1
+                self.tmp_bytes += st.st_size
+                if version_esc:
+                    self._version(module_esc, version_esc)
+            elif version_esc is None:
+                self.other_bytes += st.st_size  # `list`
+            else:
+                self._version(module_esc, version_esc).download[suffix] = (
+                    st.st_size, st.st_blocks * 512, st.st_atime_ns, st.st_mtime_ns)
+
+    def _scan_tree_dir(self, fd, rel):
+        """Extracted trees: a directory whose name has '@' is `<last path element>@<version>`."""
+        for name, st in self._listing(fd, rel):
+            child = rel + '/' + name if rel else name
+            if stat.S_ISREG(st.st_mode):
+                self._count(st)
+                self.other_bytes += st.st_size
+            elif not stat.S_ISDIR(st.st_mode):
+                continue
+            elif not rel and name == DOWNLOAD_DIR[0]:
+                self._with_dir(fd, name, child, self._scan_cache_dir)
+            elif '@' in name:
+                elem, _at, version_esc = name.rpartition('@')
+                version = self._version(rel + '/' + elem if rel else elem, version_esc)
+                version.tree = True
+                version.tree_mtime_ns = st.st_mtime_ns
+                self._with_dir(fd, name, child, functools.partial(self._measure_tree, version))
+            else:
+                self._with_dir(fd, name, child, self._scan_tree_dir)
+
+    def _measure_tree(self, version, fd, rel):
+        totals = self._subtree_bytes(fd, rel)
+        version.tree_files += totals.files
+        version.tree_bytes += totals.bytes
+        version.tree_disk_bytes += totals.disk_bytes
+

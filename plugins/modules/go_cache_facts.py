@@ -1,0 +1,334 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) gofleet.cache contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: go_cache_facts
+short_description: Gather facts about Go build, module and fuzz caches
+version_added: 0.1.0
+description:
+  - Finds where each account's Go caches really are, and why (an environment variable, the go env file,
+    C($GOROOT/go.env) or Go's default), the way the C(go) command resolves them.
+  - Scans each cache once, with C(stat) only, and reports its size, files, entries, age distribution, module versions,
+    incomplete downloads, the file system's free space and inodes, and the effective Go environment with conflicts
+    between its sources.
+  - Gathering never changes access times, which on C(relatime) mounts are the only record of when a module version
+    was last used, and never writes anything. The result stays small however big the caches are.
+  - Returns O(ansible_facts.go_cache).
+author:
+  - gofleet.cache contributors
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.facts
+attributes:
+  check_mode:
+    support: full
+    details: The module never changes anything; check mode returns the same facts.
+  diff_mode:
+    support: none
+  facts:
+    support: full
+  platform:
+    platforms: posix
+    details: Linux. A PowerShell twin for Windows hosts is planned.
+options:
+  users:
+    description:
+      - Accounts whose caches and Go environment are reported.
+      - Defaults to the account the module runs as.
+      - V('*') means every local account whose home directory exists and is owned by it.
+      - For an account other than the one the module runs as, the environment is the one a non-interactive session
+        gets (C(/etc/environment), C(HOME), a default C(PATH)); shell profile scripts are not sourced. Reading
+        other accounts' caches and running C(go env) as them needs root.
+    type: list
+    elements: str
+  caches:
+    description:
+      - Caches outside the accounts' default locations, for example a build cache shared by CI runners.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      path:
+        description: Absolute path of the cache root (for V(fuzz), the C(fuzz) directory itself).
+        type: path
+        required: true
+      kind:
+        description: What the directory is.
+        type: str
+        required: true
+        choices: [build, module, fuzz]
+  kinds:
+    description:
+      - Which caches to report for each account. V(build) is GOCACHE, V(module) is GOMODCACHE,
+        V(fuzz) is the fuzz corpus under GOCACHE/fuzz (Go never trims it).
+    type: list
+    elements: str
+    choices: [build, module, fuzz]
+    default: [build, module, fuzz]
+  go:
+    description:
+      - V(auto) finds a C(go) binary in the account's C(PATH) or the usual install places and, when there is one, asks
+        C(go env -json) as that account; Go's answer wins over the computed one and any difference is reported.
+      - An absolute path uses that binary. V(none) never runs Go.
+      - The query pins C(GOTOOLCHAIN=local) and keeps Go's telemetry from writing into the account's home, so it
+        neither downloads nor writes anything.
+    type: str
+    default: auto
+  age_buckets:
+    description:
+      - Durations (V(90m), V(12h), V(30d), V(2w)) for which to count the entries and bytes not used for longer.
+        The counts are cumulative, so each bucket is what O(gofleet.cache.go_cache_prune#module:max_age) with that
+        duration would consider.
+    type: list
+    elements: str
+    default: [7d, 30d, 90d]
+  top:
+    description: How many of the largest modules to list per module cache.
+    type: int
+    default: 10
+notes:
+  - Build cache entries are Go's C(-a) action files; each names a C(-d) output file, shared between Go versions. An
+    entry's last use is the newer modification time of the two (Go refreshes them at most hourly).
+  - A module version is complete when its extracted directory and C(.ziphash) exist and no C(.partial) does, as Go
+    decides. A version with only C(.info) and C(.mod) was fetched for the module graph and is reported as
+    C(download_only), not as broken.
+  - The last use of a module version is the access time of its C(.ziphash), C(.mod) and C(.info) files when the
+    mount updates access times (C(relatime), C(strictatime)), else their download time; RV(ansible_facts.go_cache.caches[].age_basis)
+    says which.
+  - Symbolic links inside a cache are never followed and other file systems mounted inside it are never entered;
+    both are counted.
+seealso:
+  - module: gofleet.cache.go_cache_prune
+  - name: Go build cache
+    description: Go's documentation of GOCACHE.
+    link: https://pkg.go.dev/cmd/go#hdr-Build_and_test_caching
+  - name: Module cache
+    description: Go's reference for GOMODCACHE.
+    link: https://go.dev/ref/mod#module-cache
+"""
+
+EXAMPLES = r"""
+- name: Gather the caches of the account Ansible connects as
+  gofleet.cache.go_cache_facts:
+
+- name: Gather every account's caches and a shared runner cache
+  become: true
+  gofleet.cache.go_cache_facts:
+    users: '*'
+    caches:
+      - path: /srv/ci/go-build
+        kind: build
+      - path: /srv/ci/gomod
+        kind: module
+
+- name: Only the module caches of two CI accounts, with a longer age scale and the 5 largest modules
+  become: true
+  gofleet.cache.go_cache_facts:
+    users: [runner, builder]
+    kinds: [module]
+    age_buckets: [30d, 90d, 180d]
+    top: 5
+
+- name: Show how much of each cache has not been used for 30 days
+  ansible.builtin.debug:
+    msg: >-
+      {{ item.user }} {{ item.kind }} {{ item.path }}:
+      {{ item.bytes | human_readable }},
+      {{ (item.age_buckets | selectattr('older_than', '==', '30d') | first).bytes | default(0) | human_readable }} unused for 30 days
+  loop: "{{ ansible_facts.go_cache.caches }}"
+
+- name: Fail when an environment variable hides a go env file value
+  ansible.builtin.assert:
+    that: ansible_facts.go_cache.conflicts | length == 0
+    fail_msg: "{{ ansible_facts.go_cache.conflicts }}"
+"""
+
+RETURN = r"""
+ansible_facts:
+  description: Facts added to the host.
+  returned: always
+  type: complex
+  contains:
+    go_cache:
+      description: Go cache facts.
+      returned: always
+      type: complex
+      contains:
+        caches:
+          description: One item per account and kind, then one per O(caches) item.
+          returned: always
+          type: list
+          elements: dict
+          contains:
+            user:
+              description: Account the cache belongs to (for O(caches), the owner of the directory).
+              type: str
+              sample: builder
+            kind:
+              description: V(build), V(module) or V(fuzz).
+              type: str
+              sample: build
+            path:
+              description: Where Go looks for the cache.
+              type: str
+              sample: /home/builder/.cache/go-build
+            real_path:
+              description: O(caches[].path) with symbolic links resolved.
+              type: str
+              sample: /data/go-build
+            source:
+              description:
+                - Why the cache is there. V(env) an environment variable, V(goenv_file) the go env file,
+                  V(goroot_env) C($GOROOT/go.env), V(default) Go's default, V(explicit) O(caches),
+                  V(go_env_json) C(go env -json) disagreed with the computed location.
+                - For the module cache without GOMODCACHE set, the source of GOPATH.
+              type: str
+              sample: default
+            exists:
+              description: Whether the directory exists.
+              type: bool
+            valid:
+              description: Whether the directory is a Go cache of that kind (README marker, C(cache/download) layout).
+              type: bool
+            owner:
+              description: Owner of the cache root.
+              type: str
+            mode:
+              description: Permissions of the cache root.
+              type: str
+              sample: '0700'
+            bytes:
+              description: Sum of the sizes of the regular files in the cache (a build cache excludes C(fuzz/)).
+              type: int
+            disk_bytes:
+              description: Space allocated to those files.
+              type: int
+            files:
+              description: Number of regular files.
+              type: int
+            entries:
+              description: Build cache action entries whose output exists; complete module versions; fuzz corpus files.
+              type: int
+            oldest_used:
+              description: Last use of the least recently used entry, ISO-8601 UTC; C(oldest_used_age_s) is its age in seconds.
+              type: str
+              sample: '2026-08-01T10:00:00Z'
+            newest_used:
+              description: Last use of the most recently used entry; C(newest_used_age_s) is its age in seconds.
+              type: str
+            age_buckets:
+              description: Entries and bytes not used for longer than each of O(age_buckets) (cumulative).
+              type: list
+              elements: dict
+              sample: [{older_than: 30d, older_than_s: 2592000, entries: 120, bytes: 52428800}]
+            filesystem:
+              description: The file system holding the cache.
+              type: dict
+              sample:
+                mount: /
+                fstype: ext4
+                size_bytes: 270553174016
+                free_bytes: 84718682112
+                inodes_total: 16777216
+                inodes_free: 16333531
+                inodes_used_pct: 2.6
+                atime_mode: relatime
+                atime_updates: true
+            last_trim:
+              description: Build caches. When Go last trimmed the cache (C(trim.txt)); C(last_trim_age_s) in seconds.
+              type: str
+            orphans:
+              description:
+                - Build caches. Dead weight Go will never use. C(actions_without_output) counts C(-a) files Go ignores
+                  (bad content, or the C(-d) they name is gone); C(outputs_without_action) counts C(-d) files no C(-a)
+                  names; C(bytes) is their size.
+              type: dict
+              sample: {actions_without_output: 2, outputs_without_action: 5, bytes: 81920}
+            modules:
+              description: Module caches. Distinct module paths (unescaped) with at least one version.
+              type: int
+            versions:
+              description: Module caches. Complete plus download-only versions.
+              type: int
+            complete:
+              description: Module caches. Versions Go considers present (extracted, C(.ziphash), no C(.partial)).
+              type: int
+            download_only:
+              description: Module caches. Versions with C(.mod) but no extracted tree (module graph only, or a zip not yet extracted).
+              type: int
+            incomplete:
+              description: Module caches. Partial or broken downloads; C(incomplete_bytes) is their size with leftover temporary files.
+              type: int
+            toolchains:
+              description: Module caches. Versions of C(golang.org/toolchain) (Go toolchains downloaded by GOTOOLCHAIN).
+              type: int
+            top_modules:
+              description: Module caches. The O(top) largest modules.
+              type: list
+              elements: dict
+              sample: [{module: golang.org/toolchain, versions: 2, bytes: 530000000}]
+            age_basis:
+              description: Module caches. V(atime) when the mount updates access times, else V(mtime) (download time).
+              type: str
+            errors:
+              description: Paths that could not be read (at most 20; C(errors_total) counts all).
+              type: list
+              elements: dict
+        env:
+          description:
+            - Per account, every Go variable that governs caches and downloads (GOCACHE, GOMODCACHE, GOPATH, GOENV,
+              GOPROXY, GOSUMDB, GONOSUMDB, GONOPROXY, GOPRIVATE, GOFLAGS, GOTOOLCHAIN) with its effective C(value), its
+              C(source) and the values it C(shadowed) in lower-precedence sources.
+            - Also C(go_binary) (the go asked, if any), C(errors), and C(go_env_json_disagreements).
+          returned: always
+          type: dict
+          sample:
+            builder:
+              GOCACHE: {value: /data/go-build, source: env, shadowed: [{source: goenv_file, value: /srv/go-build}]}
+              GOPROXY: {value: 'https://proxy.golang.org,direct', source: goroot_env, shadowed: []}
+        conflicts:
+          description: Variables whose non-empty environment value hides a different go env file value.
+          returned: always
+          type: list
+          elements: dict
+          sample: [{user: builder, var: GOCACHE, value: /data/go-build, source: env, shadowed_source: goenv_file,
+                    shadowed_value: /srv/go-build}]
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.gofleet.cache.plugins.module_utils._facts import KINDS, gather
+from ansible_collections.gofleet.cache.plugins.module_utils._units import OptionError
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            users=dict(type='list', elements='str'),
+            caches=dict(type='list', elements='dict', default=[], options=dict(
+                path=dict(type='path', required=True),
+                kind=dict(type='str', required=True, choices=list(KINDS)),
+            )),
+            kinds=dict(type='list', elements='str', choices=list(KINDS), default=list(KINDS)),
+            go=dict(type='str', default='auto'),
+            age_buckets=dict(type='list', elements='str', default=['7d', '30d', '90d']),
+            top=dict(type='int', default=10),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    try:
+        facts = gather(users=params['users'], caches=params['caches'], kinds=params['kinds'], go=params['go'],
+                       age_buckets=params['age_buckets'], top=params['top'])
+    except OptionError as exc:
+        module.fail_json(msg=str(exc), option=exc.option, value=exc.value)
+    module.exit_json(changed=False, ansible_facts={'go_cache': facts})
+
+
+if __name__ == '__main__':
+    main()
