@@ -1,0 +1,98 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) gofleet.cache contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Small Go cache trees in Go's exact on-disk format, for engine tests."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+README = 'This directory holds cached build artifacts from the Go build system.\nRun "go clean -cache" if the directory is getting too large.\n'
+DAY = 86400
+
+
+def hexid(seed):
+    """A deterministic 64-hex ID."""
+    return hashlib.sha256(str(seed).encode()).hexdigest()
+
+
+def set_time(path, seconds, atime=None):
+    os.utime(path, (seconds if atime is None else atime, seconds), follow_symlinks=False)
+
+
+def new_build_cache(root):
+    os.makedirs(root)
+    with open(os.path.join(root, 'README'), 'w') as handle:
+        handle.write(README)
+    for index in range(256):
+        os.mkdir(os.path.join(root, '%02x' % index))
+    return root
+
+
+def action_line(action_id, output_id, size, when_ns=0):
+    return ('v1 %s %s %20d %20d\n' % (action_id, output_id, size, when_ns)).encode()
+
+
+def add_output(root, output_id, size, used, directory=False):
+    path = os.path.join(root, output_id[:2], output_id + '-d')
+    if directory:
+        os.mkdir(path)
+        with open(os.path.join(path, 'a.out'), 'wb') as handle:
+            handle.write(b'x' * size)
+        set_time(os.path.join(path, 'a.out'), used)
+    else:
+        with open(path, 'wb') as handle:
+            handle.write(b'o' * size)
+    set_time(path, used)
+    return path
+
+
+def add_action(root, action_id, output_id, used, size=0):
+    path = os.path.join(root, action_id[:2], action_id + '-a')
+    with open(path, 'wb') as handle:
+        handle.write(action_line(action_id, output_id, size))
+    set_time(path, used)
+    return path
+
+
+def add_entry(root, seed, size, used, output_used=None, directory=False):
+    """An -a plus its -d; returns (action_id, output_id)."""
+    action_id, output_id = hexid('a%s' % seed), hexid('d%s' % seed)
+    add_output(root, output_id, size, used if output_used is None else output_used, directory)
+    add_action(root, action_id, output_id, used, size)
+    return action_id, output_id
+
+
+def escape(path):
+    return ''.join('!' + char.lower() if char.isupper() else char for char in path)
+
+
+def add_module_version(root, module, version, used, files=None, extracted=True, parts=('info', 'mod', 'zip', 'ziphash', 'lock'),
+                       atime=None):
+    """A module version in GOMODCACHE layout; `parts` chooses the download files."""
+    at_v = os.path.join(root, 'cache', 'download', escape(module), '@v')
+    os.makedirs(at_v, exist_ok=True)
+    for part in parts:
+        path = os.path.join(at_v, '%s.%s' % (escape(version), part))
+        with open(path, 'wb') as handle:
+            handle.write(('%s %s %s\n' % (module, version, part)).encode())
+        set_time(path, used, atime)
+    if extracted:
+        tree = os.path.join(root, escape(module) + '@' + escape(version))
+        os.makedirs(tree)
+        for name, content in (files or {'go.mod': 'module %s\n' % module}).items():
+            path = os.path.join(tree, name)
+            with open(path, 'w') as handle:
+                handle.write(content)
+            os.chmod(path, 0o444)
+        os.chmod(tree, 0o555)
+    return at_v
+
+
+def make_writable(root):
+    """Undo Go's read-only module trees so that pytest can remove tmp_path."""
+    for dirpath, dirnames, _files in os.walk(root):
+        for name in dirnames:
+            os.chmod(os.path.join(dirpath, name), 0o755)

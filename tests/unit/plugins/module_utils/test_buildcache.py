@@ -1,0 +1,131 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) gofleet.cache contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+import os
+import time
+
+from ansible_collections.gofleet.cache.plugins.module_utils import _buildcache, _fs
+from ansible_collections.gofleet.cache.plugins.module_utils._facts import scan_cache
+from ansible_collections.gofleet.cache.tests.unit.plugins.module_utils.cachetree import (
+    DAY, add_action, add_entry, add_output, hexid, new_build_cache, set_time)
+
+NOW = time.time()
+
+
+def scan(root):
+    fd = _fs.open_dir(root)
+    try:
+        result = _buildcache.BuildCacheScan(fd, keep_action_ids=True).run()
+        return result, list(result.join())
+    finally:
+        os.close(fd)
+
+
+def test_marker(tmp_path):
+    root = new_build_cache(str(tmp_path / 'c'))
+    fd = _fs.open_dir(root)
+    assert _buildcache.is_build_cache(fd)
+    os.close(fd)
+    os.remove(os.path.join(root, 'README'))
+    fd = _fs.open_dir(root)
+    assert not _buildcache.is_build_cache(fd)
+    os.close(fd)
+    facts = scan_cache(root, 'build')
+    assert facts['exists'] and not facts['valid'] and facts['entries'] == 0
+    assert 'not a Go build cache' in facts['errors'][0]['error']
+
+
+def test_parse_action_checks_like_go():
+    aid, oid = hexid(1), hexid(2)
+    line = ('v1 %s %s %20d %20d\n' % (aid, oid, 5, 6)).encode()
+    assert len(line) == _buildcache.ENTRY_SIZE
+    assert _buildcache.parse_action(line, aid.encode()) == bytes.fromhex(oid)
+    assert _buildcache.parse_action(line, hexid(3).encode()) is None  # name mismatch
+    assert _buildcache.parse_action(line[:-1], aid.encode()) is None  # short
+    assert _buildcache.parse_action(b'v2' + line[2:], aid.encode()) is None
+
+
+def test_entries_shared_outputs_and_orphans(tmp_path):
+    root = new_build_cache(str(tmp_path / 'c'))
+    old, recent = NOW - 40 * DAY, NOW - DAY
+    add_entry(root, 1, 1000, old)
+    # Output refreshed recently, action old: the entry was used recently.
+    add_entry(root, 2, 2000, old, output_used=recent)
+    # One -d named by two -a (two Go versions): freed only with the newer.
+    shared = hexid('shared')
+    add_output(root, shared, 5000, old)
+    add_action(root, hexid('go1'), shared, old)
+    add_action(root, hexid('go2'), shared, recent)
+    # Orphans: an -a whose -d is gone, a -d nobody names, a corrupt -a.
+    add_action(root, hexid('lost'), hexid('missing'), old)
+    add_output(root, hexid('nobody'), 300, old)
+    bad = os.path.join(root, hexid('bad')[:2], hexid('bad') + '-a')
+    with open(bad, 'wb') as handle:
+        handle.write(b'garbage')
+    # Go 1.24+ directory output.
+    add_entry(root, 'exe', 4000, recent, directory=True)
+    result, entries = scan(root)
+    alive = [entry for entry in entries if entry.alive]
+    assert len(alive) == 5
+    by_action = dict((entry.action_id.hex(), entry) for entry in alive)
+    assert by_action[hexid('a2')].last_used_ns // 10 ** 9 == int(recent)
+    assert by_action[hexid('go2')].owns_output and not by_action[hexid('go1')].owns_output
+    assert by_action[hexid('go1')].bytes == 175 and by_action[hexid('go2')].bytes == 175 + 5000
+    assert by_action[hexid('aexe')].output_is_dir and by_action[hexid('aexe')].bytes == 175 + 4000
+    dead = [entry for entry in entries if not entry.alive]
+    assert sorted((entry.action_id is None, entry.bytes) for entry in dead) == [(False, 7), (False, 175), (True, 300)]
+    # Every file counted once: 7 -a, 5 -d files (one inside the directory output), README.
+    assert result.files == 7 + 4 + 1 + 1
+    facts = scan_cache(root, 'build', age_buckets=['7d', '30d'], now=NOW)
+    assert facts['entries'] == 5
+    assert facts['orphans'] == {'actions_without_output': 2, 'outputs_without_action': 1, 'bytes': 175 + 7 + 300}
+    over_30d = facts['age_buckets'][1]
+    # Entries 1 and go1 are unused for 40 days; go1's shared -d belongs to go2.
+    assert (over_30d['entries'], over_30d['bytes']) == (2, 175 + 1000 + 175)
+    assert facts['bytes'] == sum(os.path.getsize(os.path.join(d, f)) for d, _s, fs in os.walk(root) for f in fs)
+
+
+def test_symlinks_and_foreign_dirs_not_followed(tmp_path):
+    root = new_build_cache(str(tmp_path / 'c'))
+    outside = tmp_path / 'outside'
+    outside.mkdir()
+    (outside / 'big').write_bytes(b'x' * 10000)
+    add_entry(root, 1, 10, NOW)
+    os.symlink(str(outside), os.path.join(root, 'ab', 'link'))
+    os.symlink(str(outside / 'big'), os.path.join(root, '00', hexid('x') + '-d'))
+    os.symlink(str(outside), os.path.join(root, 'fuzz'))
+    facts = scan_cache(root, 'build')
+    assert facts['symlinks_skipped'] == 3
+    assert facts['bytes'] < 10000
+
+
+def test_symlinked_root_reports_real_path(tmp_path):
+    root = new_build_cache(str(tmp_path / 'real'))
+    add_entry(root, 1, 10, NOW)
+    os.symlink(root, str(tmp_path / 'link'))
+    facts = scan_cache(str(tmp_path / 'link'), 'build')
+    assert facts['real_path'] == root and facts['path'] == str(tmp_path / 'link') and facts['entries'] == 1
+
+
+def test_trim_and_missing(tmp_path):
+    root = new_build_cache(str(tmp_path / 'c'))
+    with open(os.path.join(root, 'trim.txt'), 'w') as handle:
+        handle.write('%d' % (NOW - 3600))
+    facts = scan_cache(root, 'build', now=NOW)
+    assert 3599 <= facts['last_trim_age_s'] <= 3601
+    missing = scan_cache(str(tmp_path / 'nope'), 'build')
+    assert not missing['exists'] and missing['filesystem']['mount'] and missing['bytes'] == 0
+
+
+def test_scan_does_not_change_times(tmp_path):
+    root = new_build_cache(str(tmp_path / 'c'))
+    action_id, _output_id = add_entry(root, 1, 10, NOW - 10 * DAY)
+    path = os.path.join(root, action_id[:2], action_id + '-a')
+    set_time(path, NOW - 10 * DAY, atime=NOW - 20 * DAY)
+    before = os.stat(path)
+    scan_cache(root, 'build')
+    after = os.stat(path)
+    assert (before.st_atime_ns, before.st_mtime_ns) == (after.st_atime_ns, after.st_mtime_ns)

@@ -1,0 +1,86 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) gofleet.cache contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+import os
+
+from ansible_collections.gofleet.cache.plugins.module_utils._goenv import GoEnvironment, goenv_file, parse_env_file
+from ansible_collections.gofleet.cache.plugins.module_utils._users import parse_pam_environment
+
+
+def test_env_file_parsed_like_go():
+    text = '# comment\nGOCACHE=/a\r\nlower=x\n=nokey\nGOPROXY=https://p\nNOEQUALS\nGOPROXY=https://q\nGOFLAGS=-mod=mod'
+    assert parse_env_file(text) == {
+        # Go splits on LF only: the CR stays in the value, as it does for Go.
+        'GOCACHE': '/a\r', 'GOPROXY': 'https://q', 'GOFLAGS': '-mod=mod'}
+
+
+def test_goenv_location():
+    assert goenv_file({'HOME': '/h'}) == ('/h/.config/go/env', 'default', None)
+    assert goenv_file({'HOME': '/h', 'XDG_CONFIG_HOME': '/x'}) == ('/x/go/env', 'default', None)
+    assert goenv_file({'GOENV': '/etc/go.env'}) == ('/etc/go.env', 'env', None)
+    assert goenv_file({'GOENV': 'off', 'HOME': '/h'}) == (None, 'env', None)
+    path, _source, error = goenv_file({'HOME': '/h', 'XDG_CONFIG_HOME': 'rel'})
+    assert path is None and 'relative' in error
+
+
+def write(path, text):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, 'w') as handle:
+        handle.write(text)
+
+
+def test_precedence_env_over_file_over_goroot(tmp_path):
+    home, goroot = str(tmp_path / 'home'), str(tmp_path / 'goroot')
+    write(home + '/.config/go/env', 'GOCACHE=/file/cache\nGOPROXY=https://corp\nGOPRIVATE=corp.example\n')
+    write(goroot + '/go.env', 'GOPROXY=https://proxy.golang.org,direct\nGOSUMDB=sum.golang.org\nGOTOOLCHAIN=auto\n')
+    goenv = GoEnvironment({'HOME': home, 'GOCACHE': '/env/cache', 'GOFLAGS': ''}, goroot)
+    s = goenv.settings
+    assert (s['GOCACHE'].value, s['GOCACHE'].source) == ('/env/cache', 'env')
+    assert s['GOCACHE'].shadowed == [('goenv_file', '/file/cache')]
+    assert (s['GOPROXY'].value, s['GOPROXY'].source) == ('https://corp', 'goenv_file')
+    assert s['GOPROXY'].shadowed == [('goroot_env', 'https://proxy.golang.org,direct')]
+    assert (s['GOSUMDB'].value, s['GOSUMDB'].source) == ('sum.golang.org', 'goroot_env')
+    # An empty OS variable counts as unset.
+    assert (s['GOFLAGS'].value, s['GOFLAGS'].source) == ('', 'default')
+    # GONOSUMDB and GONOPROXY default to GOPRIVATE.
+    assert s['GONOSUMDB'].value == 'corp.example' and s['GONOSUMDB'].derived_from == 'GOPRIVATE'
+    assert goenv.conflicts() == [{'var': 'GOCACHE', 'value': '/env/cache', 'source': 'env',
+                                  'shadowed_source': 'goenv_file', 'shadowed_value': '/file/cache'}]
+
+
+def test_defaults_follow_xdg_and_gopath(tmp_path):
+    goenv = GoEnvironment({'HOME': '/home/u', 'XDG_CACHE_HOME': '/xdg/cache', 'GOPATH': '/gp1:/gp2'})
+    s = goenv.settings
+    assert (s['GOCACHE'].value, s['GOCACHE'].source) == ('/xdg/cache/go-build', 'default')
+    assert (s['GOMODCACHE'].value, s['GOMODCACHE'].source) == ('/gp1/pkg/mod', 'env')
+    assert s['GOMODCACHE'].derived_from == 'GOPATH'
+    plain = GoEnvironment({'HOME': '/home/u'}).settings
+    assert plain['GOCACHE'].value == '/home/u/.cache/go-build'
+    assert plain['GOMODCACHE'].value == '/home/u/go/pkg/mod'
+    assert plain['GOENV'].value == '/home/u/.config/go/env'
+
+
+def test_no_home_means_no_module_cache():
+    goenv = GoEnvironment({})
+    assert goenv.settings['GOMODCACHE'].value == ''
+    assert any(error.startswith('GOCACHE') for error in goenv.errors)
+
+
+def test_go_env_json_overrules_and_reports():
+    goenv = GoEnvironment({'HOME': '/home/u'})
+    disagreements = goenv.apply_go_env_json({'GOCACHE': '/home/u/.cache/go-build', 'GOPATH': '/elsewhere',
+                                             'GOTOOLCHAIN': 'local'})
+    assert disagreements == [{'var': 'GOPATH', 'computed': '/home/u/go', 'computed_source': 'default',
+                              'go_env_json': '/elsewhere'}]
+    assert goenv.settings['GOPATH'].source == 'go_env_json'
+    assert goenv.settings['GOCACHE'].source == 'default'
+    # The query pins GOTOOLCHAIN=local, so Go's answer for it is not evidence.
+    assert goenv.settings['GOTOOLCHAIN'].source == 'default'
+
+
+def test_pam_environment():
+    text = '# c\nGOCACHE="/srv/cache"\nexport GOPROXY=https://corp\nBROKEN\nGOFLAGS=\'-mod=mod\'\n'
+    assert parse_pam_environment(text) == {'GOCACHE': '/srv/cache', 'GOPROXY': 'https://corp', 'GOFLAGS': '-mod=mod'}
