@@ -95,7 +95,8 @@ class Setting(object):
         present = [(source, value) for source, value in candidates if value is not None]
         self.name = name
         self.source, self.value = present[0] if present else ('default', '')
-        self.shadowed = present[1:]
+        # Go's built-in default is not a setting anyone made: it is never listed as shadowed.
+        self.shadowed = [item for item in present[1:] if item[0] != 'default']
         self.derived_from = derived_from
 
     def as_dict(self):
