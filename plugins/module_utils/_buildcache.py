@@ -227,10 +227,18 @@ class BuildCacheScan(object):
                 self.symlinks_skipped += 1
 
     def join(self):
-        """Yield every Entry (alive or dead), then every orphan output as an Entry with no action.
+        """Every Entry of join_buckets(), flattened."""
+        for entries in self.join_buckets():
+            for entry in entries:
+                yield entry
 
-        Dead entries (an -a Go would ignore, or whose -d is gone) have
-        alive=False; orphan outputs have action_id None.
+    def join_buckets(self):
+        """Yield, per output-ID bucket, the list of its Entries: alive and dead ones, then orphan outputs.
+
+        Every entry naming an output is in that output's bucket, so a shared
+        -d can be decided on with its bucket alone.  Dead entries (an -a Go
+        would ignore, or whose -d is gone) have alive=False; orphan outputs
+        have action_id None.  The order is deterministic for a given scan.
         """
         for bucket in range(256):
             outputs = {}
@@ -245,17 +253,22 @@ class BuildCacheScan(object):
                     continue
                 last_used = max(a_mtime, out[0])
                 current = owner.get(output_id)
-                if current is None or last_used > current[0]:
+                # On a tie the later entry owns it: least-recently-used order
+                # (last use, then position) then removes the owner last.
+                if current is None or last_used >= current[0]:
                     owner[output_id] = (last_used, index)
+            entries = []
             for index, (action_id, output_id, a_mtime, a_size, a_disk, valid) in enumerate(actions):
                 out = outputs.get(output_id) if valid else None
                 if out is None:
-                    yield Entry(action_id, output_id if valid else None, a_mtime, 0, a_size, 0, a_disk, 1,
-                                False, False, False)
+                    entries.append(Entry(action_id, output_id if valid else None, a_mtime, 0, a_size, 0, a_disk, 1,
+                                         False, False, False))
                     continue
                 owns = owner[output_id][1] == index
-                yield Entry(action_id, output_id, a_mtime, out[0], a_size, out[1],
-                            a_disk + (out[2] if owns else 0), 1 + (out[3] if owns else 0), out[4], owns, True)
+                entries.append(Entry(action_id, output_id, a_mtime, out[0], a_size, out[1],
+                                     a_disk + (out[2] if owns else 0), 1 + (out[3] if owns else 0), out[4], owns,
+                                     True))
             for output_id, out in outputs.items():
                 if output_id not in owner:
-                    yield Entry(None, output_id, 0, out[0], 0, out[1], out[2], out[3], out[4], True, False)
+                    entries.append(Entry(None, output_id, 0, out[0], 0, out[1], out[2], out[3], out[4], True, False))
+            yield entries

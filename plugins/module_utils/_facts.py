@@ -101,6 +101,8 @@ def module_cache_facts(root_fd, buckets, now, top, use_atime):
     toolchains = 0
     for version in scan.versions.values():
         state = version.state
+        if state == 'removed':
+            continue
         states[state] += 1
         size = version.bytes
         if state == 'incomplete':

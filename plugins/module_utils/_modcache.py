@@ -114,8 +114,14 @@ class Version(object):
 
     @property
     def state(self):
-        """complete | download_only | incomplete (see the module docstring)."""
+        """complete | download_only | incomplete | removed (see the module docstring).
+
+        `removed`: only the .lock is left, as after a prune (Go leaves lock
+        files too); there is nothing of the version to report or remove.
+        """
         files = self.download
+        if not self.tree and all(suffix == '.lock' for suffix in files):
+            return 'removed'
         if '.partial' in files or (self.tree and '.ziphash' not in files):
             return 'incomplete'
         if '.zip' in files and '.ziphash' not in files:
