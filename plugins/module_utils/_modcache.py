@@ -282,10 +282,15 @@ class ModuleCacheScan(object):
             self._count(st)
             version_esc, suffix = split_download_name(name)
             if suffix == '.tmp':
+                # Go's leftovers when killed mid-download: part of that version's (incomplete) unit.
                 self.tmp_files += 1
-                self.tmp_bytes += st.st_size
                 if version_esc:
-                    self._version(module_esc, version_esc)
+                    download = self._version(module_esc, version_esc).download
+                    size, disk, atime, mtime = download.get('.tmp', (0, 0, 0, 0))
+                    download['.tmp'] = (size + st.st_size, disk + st.st_blocks * 512, max(atime, st.st_atime_ns),
+                                        max(mtime, st.st_mtime_ns))
+                else:
+                    self.tmp_bytes += st.st_size
             elif version_esc is None:
                 self.other_bytes += st.st_size  # `list`
             else:
