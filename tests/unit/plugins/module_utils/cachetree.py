@@ -87,7 +87,9 @@ def add_module_version(root, module, version, used, files=None, extracted=True, 
             with open(path, 'w') as handle:
                 handle.write(content)
             os.chmod(path, 0o444)
+            set_time(path, used)
         os.chmod(tree, 0o555)
+        set_time(tree, used)
     return at_v
 
 
