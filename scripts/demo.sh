@@ -12,3 +12,7 @@ cd "$GOFLEET_ROOT"
 python scripts/demo_cache.py
 ANSIBLE_DISPLAY_SKIPPED_HOSTS=false ansible-playbook -i tests/demo/inventory.ini gofleet.cache.audit \
     -e '{"gofleet_users": ["gofleet-demo"]}'
+# Dry run: what a 30-day retention would remove, keeping what the demo project references.
+ANSIBLE_DISPLAY_SKIPPED_HOSTS=false ansible-playbook -i tests/demo/inventory.ini gofleet.cache.prune --check \
+    -e '{"gofleet_users": ["gofleet-demo"], "gofleet_kinds": ["build", "module"],
+         "gofleet_policy": {"max_age": "30d", "keep_referenced": ["/home/gofleet-demo/demo/app"]}}'
