@@ -75,7 +75,7 @@ options:
     default: present
   remove_incomplete:
     description:
-      - Remove dead weight Go never uses: build cache action files Go ignores or whose output is gone, outputs no
+      - Remove dead weight that Go never uses, that is build cache action files Go ignores or whose output is gone, outputs no
         action names, and broken or partial module downloads (a C(.partial) file, an extracted tree or zip without
         C(.ziphash), leftover temporary files). A module version with only C(.info) and C(.mod) is complete for
         the module graph and is never treated as incomplete.
@@ -86,7 +86,7 @@ options:
       - Remove units not used for longer than this duration (V(90m), V(12h), V(30d), V(2w)).
       - A build entry's last use is the newer modification time of its files (Go refreshes them at most hourly).
         A module version's is the access time of its C(.ziphash), C(.mod) and C(.info) on mounts that update access
-        times, else its download time: on C(noatime) mounts O(max_age) of the module cache means download age.
+        times, else its download time (on C(noatime) mounts O(max_age) of the module cache means download age).
     type: str
   keep_versions:
     description: Module caches. Keep only the N newest versions (Go's semantic version order) of every module.
