@@ -229,8 +229,7 @@ class BuildCacheScan(object):
     def join(self):
         """Every Entry of join_buckets(), flattened."""
         for entries in self.join_buckets():
-            for entry in entries:
-                yield entry
+            yield from entries
 
     def join_buckets(self):
         """Yield, per output-ID bucket, the list of its Entries: alive and dead ones, then orphan outputs.

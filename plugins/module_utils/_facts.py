@@ -98,7 +98,7 @@ def module_cache_facts(root_fd, buckets, now, top, use_atime):
     states = {'complete': 0, 'download_only': 0, 'incomplete': 0}
     incomplete_bytes = scan.tmp_bytes
     per_module = {}
-    toolchains = 0
+    toolchains = graph_only = 0
     for version in scan.versions.values():
         state = version.state
         if state == 'removed':
@@ -108,6 +108,8 @@ def module_cache_facts(root_fd, buckets, now, top, use_atime):
         if state == 'incomplete':
             incomplete_bytes += size
             continue
+        if state == 'download_only' and '.zip' not in version.download:
+            graph_only += 1
         ages.add(version.last_used_ns(use_atime), size)
         module = version.module
         totals = per_module.setdefault(module, [0, 0])
@@ -120,7 +122,7 @@ def module_cache_facts(root_fd, buckets, now, top, use_atime):
     facts.update(ages.as_facts())
     facts.update(entries=states['complete'], modules=len(per_module),
                  versions=states['complete'] + states['download_only'], complete=states['complete'],
-                 download_only=states['download_only'], incomplete=states['incomplete'],
+                 download_only=states['download_only'], graph_only=graph_only, incomplete=states['incomplete'],
                  incomplete_bytes=incomplete_bytes, tmp_files=scan.tmp_files, toolchains=toolchains,
                  top_modules=[{'module': name, 'versions': totals[0], 'bytes': totals[1]} for name, totals in largest],
                  sumdb_bytes=scan.sumdb_bytes, vcs_bytes=scan.vcs_bytes,
@@ -157,7 +159,8 @@ def _empty_counts(kind):
              'oldest_used': None, 'newest_used': None, 'oldest_used_age_s': None, 'newest_used_age_s': None,
              'errors': [], 'errors_total': 0}
     if kind == 'module':
-        facts.update(modules=0, versions=0, complete=0, download_only=0, incomplete=0, toolchains=0, top_modules=[])
+        facts.update(modules=0, versions=0, complete=0, download_only=0, graph_only=0, incomplete=0, toolchains=0,
+                     top_modules=[])
     return facts
 
 
@@ -255,11 +258,12 @@ def normalize_options(users=None, caches=None, kinds=None, go='auto', age_bucket
 def account_locations(account, go='auto'):
     """(GoEnvironment, go binary or None, go env -json disagreements, errors) for one account."""
     env = _users.account_environment(account)
-    go_binary = None if go in (None, 'none') else _goenv.find_go(env, None if go == 'auto' else go)
+    # The go binary tells GOROOT (and so $GOROOT/go.env) even when it must not be run.
+    go_binary = _goenv.find_go(env, go if go not in (None, 'auto', 'none') else None)
     goenv = _goenv.GoEnvironment(env, _goenv.goroot_of(go_binary))
     errors = list(goenv.errors)
     disagreements = []
-    if go_binary:
+    if go_binary and go not in (None, 'none'):
         reported, error = _goenv.query_go_env(go_binary, account, env, goenv.goenv_path)
         if error:
             errors.append(error)
@@ -284,12 +288,16 @@ def gather(users=None, caches=None, kinds=None, go='auto', age_buckets=None, top
         result['path'] = path
         return result
 
-    result = {'caches': [], 'env': {}, 'conflicts': [], 'errors': []}
+    result = {'caches': [], 'env': {}, 'accounts': {}, 'conflicts': []}
     for account in accounts:
         goenv, go_binary, disagreements, errors = account_locations(account, go)
         settings = goenv.settings
-        result['env'][account.pw_name] = dict(goenv.as_dict(), go_binary=go_binary, errors=errors,
-                                              go_env_json_disagreements=disagreements)
+        result['env'][account.pw_name] = goenv.as_dict()
+        result['accounts'][account.pw_name] = {
+            'uid': account.pw_uid, 'home': account.pw_dir, 'go_binary': go_binary, 'goroot': goenv.goroot,
+            'go_env_json': bool(go_binary) and go not in (None, 'none') and not any(
+                error.startswith(go_binary) for error in errors),
+            'go_env_json_disagreements': disagreements, 'errors': errors}
         for conflict in goenv.conflicts():
             result['conflicts'].append(dict(conflict, user=account.pw_name))
         locations = {'build': settings['GOCACHE'], 'module': settings['GOMODCACHE'], 'fuzz': settings['GOCACHE']}

@@ -149,8 +149,7 @@ def walk_files(dir_fd, rel, root_dev, errors, skip_symlink=None, skip_mount=None
                 errors.add(child_rel, exc)
                 continue
             try:
-                for item in walk_files(child_fd, child_rel, root_dev, errors, skip_symlink, skip_mount):
-                    yield item
+                yield from walk_files(child_fd, child_rel, root_dev, errors, skip_symlink, skip_mount)
             finally:
                 os.close(child_fd)
         elif stat.S_ISLNK(mode) and skip_symlink:

@@ -322,4 +322,3 @@ class ModuleCacheScan(object):
         version.tree_files += totals.files
         version.tree_bytes += totals.bytes
         version.tree_disk_bytes += totals.disk_bytes
-

@@ -659,9 +659,9 @@ class ModuleCachePruner(object):
                 if self.policy.state == 'present' and self._used_since_scan(version, at_v_fd):
                     return USED_SINCE_SCAN
                 # .ziphash first: from then on Go no longer sees the version as present.
-                if '.ziphash' in version.download and not _unlink(version_esc + '.ziphash', at_v_fd, errors,
-                                                                   label + '.ziphash'):
-                    return FAILED
+                if '.ziphash' in version.download:
+                    if not _unlink(version_esc + '.ziphash', at_v_fd, errors, label + '.ziphash'):
+                        return FAILED
             ok = True
             if version.tree:
                 parent_rel, _slash, elem = module_esc.rpartition('/')

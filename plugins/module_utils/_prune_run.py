@@ -93,8 +93,8 @@ def summary_lines(result, removed=True):
     lines = []
     for item in result['caches']:
         size = item['after_bytes'] if removed else item['before_bytes']
-        lines.append('%s cache %s: %s%s' % (item['kind'], item['real_path'], format_bytes(size),
-                                            (', %d entries removed (%s)' % (item['removed_entries'],
-                                                                          format_bytes(item['removed_bytes'])))
-                                            if removed else ''))
+        line = '%s cache %s: %s' % (item['kind'], item['real_path'], format_bytes(size))
+        if removed:
+            line += ', %d entries removed (%s)' % (item['removed_entries'], format_bytes(item['removed_bytes']))
+        lines.append(line)
     return '\n'.join(lines) + ('\n' if lines else '')

@@ -108,8 +108,10 @@ def run_as(account, argv, env, timeout=60, cwd='/'):
             raise PermissionError('running as %s needs root (the module runs as %s)'
                                   % (account.pw_name, current_account().pw_name))
         preexec = _drop_privileges(account)
-    proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, preexec_fn=preexec, close_fds=True)
+    # The engine runs outside Ansible too (the on-host agent): no AnsibleModule.run_command here.
+    proc = subprocess.Popen(  # pylint: disable=ansible-bad-function
+        argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        preexec_fn=preexec, close_fds=True)
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:

@@ -18,9 +18,9 @@ description:
     between its sources.
   - Gathering never changes access times, which on C(relatime) mounts are the only record of when a module version
     was last used, and never writes anything. The result stays small however big the caches are.
-  - Returns O(ansible_facts.go_cache).
+  - Returns RV(ansible_facts.go_cache).
 author:
-  - gofleet.cache contributors
+  - gofleet.cache maintainers (@gofleet)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.facts
@@ -261,6 +261,9 @@ ansible_facts:
             download_only:
               description: Module caches. Versions with C(.mod) but no extracted tree (module graph only, or a zip not yet extracted).
               type: int
+            graph_only:
+              description: Module caches. Of RV(ansible_facts.go_cache.caches[].download_only), those without a zip, fetched only for the module graph.
+              type: int
             incomplete:
               description: Module caches. Partial or broken downloads; C(incomplete_bytes) is their size with leftover temporary files.
               type: int
@@ -284,13 +287,22 @@ ansible_facts:
             - Per account, every Go variable that governs caches and downloads (GOCACHE, GOMODCACHE, GOPATH, GOENV,
               GOPROXY, GOSUMDB, GONOSUMDB, GONOPROXY, GOPRIVATE, GOFLAGS, GOTOOLCHAIN) with its effective C(value), its
               C(source) and the values it C(shadowed) in lower-precedence sources.
-            - Also C(go_binary) (the go asked, if any), C(errors), and C(go_env_json_disagreements).
           returned: always
           type: dict
           sample:
             builder:
               GOCACHE: {value: /data/go-build, source: env, shadowed: [{source: goenv_file, value: /srv/go-build}]}
               GOPROXY: {value: 'https://proxy.golang.org,direct', source: goroot_env, shadowed: []}
+        accounts:
+          description:
+            - Per account, how its environment was read. C(uid), C(home), C(go_binary) (the go found, if any),
+              C(goroot), C(go_env_json) (whether C(go env -json) was asked and answered), C(go_env_json_disagreements)
+              (variables where Go's answer differed from the computed one) and C(errors).
+          returned: always
+          type: dict
+          sample:
+            builder: {uid: 1001, home: /home/builder, go_binary: /usr/local/go/bin/go, goroot: /usr/local/go,
+                      go_env_json: true, go_env_json_disagreements: [], errors: []}
         conflicts:
           description: Variables whose non-empty environment value hides a different go env file value.
           returned: always

@@ -23,7 +23,7 @@ description:
     C(.partial), all under the version''s C(.lock) as Go takes it, C(.ziphash) first, C(@v/list) rewritten), a fuzz
     corpus file. Each unit''s last use is checked again right before it is removed; a unit used since the scan stays.'
 author:
-  - gofleet.cache contributors
+  - gofleet.cache maintainers (@gofleet)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
 attributes:

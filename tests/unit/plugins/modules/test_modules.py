@@ -42,7 +42,7 @@ def test_facts_of_an_explicit_cache(build_cache, capsys):
     explicit = result['ansible_facts']['go_cache']['caches'][-1]
     assert explicit['source'] == 'explicit' and explicit['entries'] == 2
     assert explicit['age_buckets'] == [{'older_than': '30d', 'older_than_s': 30 * DAY, 'entries': 1, 'bytes': 5175}]
-    assert set(result['ansible_facts']['go_cache']) == {'caches', 'env', 'conflicts', 'errors'}
+    assert set(result['ansible_facts']['go_cache']) == {'caches', 'env', 'accounts', 'conflicts'}
 
 
 @pytest.mark.parametrize('args, option, value', [
