@@ -152,6 +152,8 @@ stage_lint() {
     line=$(grep -E '^(Passed|Failed): ' "$STAGE_LOG" | tail -n 1 |
         sed -E 's/^[A-Za-z]+: ([0-9]+ failure\(s\), [0-9]+ warning\(s\)) in ([0-9]+) files.*/\1, \2 files/')
     counts "${line:-no summary (see log)}"
+    # A warning still exits 0 but means the production profile was not met.
+    grep -q "Profile 'production' was required, and it passed" "$STAGE_LOG" || rc=1
     return $rc
 }
 
