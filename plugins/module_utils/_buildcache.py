@@ -18,8 +18,8 @@ entries can be joined one bucket at a time.
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
-import re
 import stat
 import struct
 
@@ -32,13 +32,17 @@ FUZZ_DIR = 'fuzz'
 ENTRY_SIZE = 175  # len("v1 %x %x %20d %20d\n") with 32-byte IDs
 HEX_DIRS = ['%02x' % i for i in range(256)]
 
-_ENTRY_NAME = re.compile(r'[0-9a-f]{64}-[ad]\Z').match
-
-# action id (may be empty when not kept), output id, mtime ns, size, allocated bytes, valid
-ACTION_RECORD = struct.Struct('<32s32sqqq?')
-# output id, mtime ns, size, allocated bytes, files (>1 for Go 1.24+ directory outputs), is dir
-OUTPUT_RECORD = struct.Struct('<32sqqqi?')
+# Packed records, one per file.  Prune keeps whole IDs (it needs the file
+# names back); facts keep no action ID and the first 16 bytes of output IDs
+# (a 2**-128 collision chance), 33 + 45 bytes a file instead of 81 + 61.
+# Fields: action ID, output ID, mtime ns, size, allocated bytes, valid.
+ACTION_FULL = struct.Struct('<32s32sqII?')
+ACTION_COMPACT = struct.Struct('<0s16sqII?')
+# Fields: output ID, mtime ns, size, allocated bytes, files (>1 for Go 1.24+ directory outputs), is dir.
+OUTPUT_FULL = struct.Struct('<32sqqqI?')
+OUTPUT_COMPACT = struct.Struct('<16sqqqI?')
 _NO_ID = b'\0' * 32
+_U32 = 0xFFFFFFFF
 
 
 def is_build_cache(root_fd):
@@ -63,6 +67,19 @@ def parse_action(data, action_hex):
         return bytes.fromhex(data[68:132].decode('ascii'))
     except ValueError:
         return None
+
+
+def _hex_id(name):
+    """The 32-byte ID of a file named <64 hex>-a/-d, or None when the name is not Go's."""
+    try:
+        raw = bytes.fromhex(name[:64])
+    except ValueError:
+        return None
+    text = name[:64]
+    # fromhex skips spaces and takes uppercase; Go writes neither.
+    if len(raw) != 32 or not (text.islower() or text.isdigit()):
+        return None
+    return raw
 
 
 class Entry(object):
@@ -92,15 +109,16 @@ class Entry(object):
         return self.action_bytes + (self.output_bytes if self.owns_output else 0)
 
 
-class BuildCacheScan(object):
-    """One pass over a build cache; see the module docstring."""
+# Directories scanned at once: reading the -a files is random I/O on a cold
+# cache, which a disk serves faster several requests at a time; the reads
+# release the GIL.  Memory does not grow with it (one directory's listing each).
+SCAN_THREADS = 8
 
-    def __init__(self, root_fd, keep_action_ids=False):
-        self.root_fd = root_fd
-        self.keep_action_ids = keep_action_ids
-        self.errors = _fs.ErrorLog()
-        self.actions = [bytearray() for _i in range(256)]
-        self.outputs = [bytearray() for _i in range(256)]
+
+class _Tally(object):
+    """Counters of one part of a scan; parts are added up in a fixed order."""
+
+    def __init__(self):
         self.files = 0
         self.bytes = 0
         self.disk_bytes = 0
@@ -109,34 +127,65 @@ class BuildCacheScan(object):
         self.other_bytes = 0
         self.symlinks_skipped = 0
         self.mounts_skipped = 0
-        self.last_trim = None
-        self.root_dev = os.fstat(root_fd).st_dev
+        self.errors = _fs.ErrorLog()
+        self.actions = {}   # output-ID bucket -> packed ACTION_RECORDs
+        self.outputs = bytearray()
 
-    def _count(self, st):
+    def count(self, st):
         self.files += 1
         self.bytes += st.st_size
         self.disk_bytes += st.st_blocks * 512
 
+    def add(self, other):
+        for name in ('files', 'bytes', 'disk_bytes', 'other_files', 'other_bytes', 'symlinks_skipped',
+                     'mounts_skipped'):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.errors.merge(other.errors)
+
+
+class BuildCacheScan(_Tally):
+    """One pass over a build cache; see the module docstring."""
+
+    def __init__(self, root_fd, keep_action_ids=False):
+        super(BuildCacheScan, self).__init__()
+        self.root_fd = root_fd
+        self.keep_action_ids = keep_action_ids
+        self.action_record = ACTION_FULL if keep_action_ids else ACTION_COMPACT
+        self.output_record = OUTPUT_FULL if keep_action_ids else OUTPUT_COMPACT
+        self.actions = [bytearray() for _i in range(256)]
+        self.outputs = [bytearray() for _i in range(256)]
+        self.last_trim = None
+        self.root_dev = os.fstat(root_fd).st_dev
+
     def run(self):
         """Scan the cache; top-level files first, then the 256 entry directories."""
         hex_dirs = set(HEX_DIRS)
+        entry_dirs = []
         for name, st in _fs.list_dir(self.root_fd):
             if stat.S_ISLNK(st.st_mode):
                 self.symlinks_skipped += 1
             elif stat.S_ISREG(st.st_mode):
-                self._count(st)
+                self.count(st)
                 if name == TRIM_NAME:
                     self.last_trim = self._read_trim()
             elif stat.S_ISDIR(st.st_mode) and name in hex_dirs:
                 if st.st_dev != self.root_dev:
                     self.mounts_skipped += 1
                     continue
-                self._scan_entry_dir(name)
+                entry_dirs.append(name)
             elif stat.S_ISDIR(st.st_mode) and name != FUZZ_DIR:
                 # Not Go's: counted so that the totals add up, never entered for removal.
-                totals = self._subtree(name, name)
+                totals = self._subtree(self, name, name)
                 self.other_files += totals.files
                 self.other_bytes += totals.bytes
+        entry_dirs.sort()
+        with concurrent.futures.ThreadPoolExecutor(max_workers=SCAN_THREADS) as pool:
+            # map() yields in submission order: the records keep a deterministic order.
+            for dirname, part in zip(entry_dirs, pool.map(self._scan_entry_dir, entry_dirs)):
+                self.add(part)
+                for bucket, records in part.actions.items():
+                    self.actions[bucket] += records
+                self.outputs[int(dirname, 16)] += part.outputs
         return self
 
     def _read_trim(self):
@@ -145,86 +194,92 @@ class BuildCacheScan(object):
         except (OSError, ValueError):
             return None
 
-    def _subtree(self, name, rel, dir_fd=None):
+    def _subtree(self, tally, name, rel, dir_fd=None):
         try:
             fd = _fs.open_dir(name, self.root_fd if dir_fd is None else dir_fd)
         except OSError as exc:
-            self.errors.add(rel, exc)
+            tally.errors.add(rel, exc)
             return _fs.TreeTotals()
         try:
-            totals = _fs.tree_totals(fd, rel, self.root_dev, self.errors)
+            totals = _fs.tree_totals(fd, rel, self.root_dev, tally.errors)
         finally:
             os.close(fd)
-        self.files += totals.files
-        self.bytes += totals.bytes
-        self.disk_bytes += totals.disk_bytes
-        self.symlinks_skipped += totals.symlinks_skipped
-        self.mounts_skipped += totals.mounts_skipped
+        tally.files += totals.files
+        tally.bytes += totals.bytes
+        tally.disk_bytes += totals.disk_bytes
+        tally.symlinks_skipped += totals.symlinks_skipped
+        tally.mounts_skipped += totals.mounts_skipped
         return totals
 
     def _scan_entry_dir(self, dirname):
+        """One of the 256 directories, into a _Tally of its own (runs in a worker thread)."""
+        part = _Tally()
         try:
             dir_fd = _fs.open_dir(dirname, self.root_fd)
         except OSError as exc:
-            self.errors.add(dirname, exc)
-            return
+            part.errors.add(dirname, exc)
+            return part
         try:
             try:
                 listing = _fs.list_dir(dir_fd)
             except OSError as exc:
-                self.errors.add(dirname, exc)
-                return
-            self._scan_listing(dirname, dir_fd, listing)
+                part.errors.add(dirname, exc)
+                return part
+            self._scan_listing(part, dirname, dir_fd, listing)
         finally:
             os.close(dir_fd)
+        return part
 
-    def _scan_listing(self, dirname, dir_fd, listing):
-        bucket = int(dirname, 16)
-        actions = self.actions
-        outputs_here = self.outputs[bucket]
-        pack_action = ACTION_RECORD.pack
-        pack_output = OUTPUT_RECORD.pack
+    def _scan_listing(self, part, dirname, dir_fd, listing):
+        actions = part.actions
+        outputs_here = part.outputs
+        pack_action = self.action_record.pack
+        pack_output = self.output_record.pack
         keep_ids = self.keep_action_ids
         for name, st in listing:
             mode = st.st_mode
-            is_entry = _ENTRY_NAME(name) is not None and name.startswith(dirname)
+            # Go's names: <64 lowercase hex>-a / -d, in the directory of their first byte.
+            is_entry = len(name) == 66 and name[64] == '-' and name[65] in 'ad' and name[:2] == dirname
             if stat.S_ISREG(mode):
-                self._count(st)
-                if not is_entry:
-                    self.other_files += 1
-                    self.other_bytes += st.st_size
-                elif name[-1] == 'a':
-                    action_hex = name[:64].encode('ascii')
+                part.count(st)
+                entry_id = _hex_id(name) if is_entry else None
+                if entry_id is None:
+                    part.other_files += 1
+                    part.other_bytes += st.st_size
+                elif name[65] == 'a':
                     try:
-                        output_id = parse_action(_fs.read_small_file(name, dir_fd, ENTRY_SIZE + 1), action_hex)
+                        output_id = parse_action(_fs.read_small_file(name, dir_fd, ENTRY_SIZE + 1),
+                                                 name[:64].encode('ascii'))
                     except OSError as exc:
-                        self.errors.add(dirname + '/' + name, exc)
+                        part.errors.add(dirname + '/' + name, exc)
                         output_id = None
-                    action_id = bytes.fromhex(name[:64]) if keep_ids or output_id is None else _NO_ID
-                    if output_id is None:
-                        # Go treats it as a miss; it is dead weight kept in bucket 0.
-                        actions[0] += pack_action(action_id, _NO_ID, st.st_mtime_ns, st.st_size, st.st_blocks * 512, False)
+                    # Go treats an -a it cannot parse as a miss: dead weight, kept in bucket 0.
+                    bucket = 0 if output_id is None else output_id[0]
+                    record = pack_action(entry_id if keep_ids or output_id is None else b'', output_id or _NO_ID,
+                                         st.st_mtime_ns, min(st.st_size, _U32), min(st.st_blocks * 512, _U32),
+                                         output_id is not None)
+                    if bucket in actions:
+                        actions[bucket] += record
                     else:
-                        actions[output_id[0]] += pack_action(action_id, output_id, st.st_mtime_ns, st.st_size,
-                                                             st.st_blocks * 512, True)
+                        actions[bucket] = bytearray(record)
                 else:
-                    outputs_here += pack_output(bytes.fromhex(name[:64]), st.st_mtime_ns, st.st_size,
-                                                st.st_blocks * 512, 1, False)
+                    outputs_here += pack_output(entry_id, st.st_mtime_ns, st.st_size, st.st_blocks * 512, 1, False)
             elif stat.S_ISDIR(mode):
                 rel = dirname + '/' + name
                 if st.st_dev != self.root_dev:
-                    self.mounts_skipped += 1
+                    part.mounts_skipped += 1
                     continue
-                totals = self._subtree(name, rel, dir_fd)
-                if is_entry and name[-1] == 'd':
+                totals = self._subtree(part, name, rel, dir_fd)
+                entry_id = _hex_id(name) if is_entry and name[65] == 'd' else None
+                if entry_id is not None:
                     # Go 1.24+: a -d directory holding one executable (go run, go tool).
-                    outputs_here += pack_output(bytes.fromhex(name[:64]), st.st_mtime_ns, totals.bytes,
+                    outputs_here += pack_output(entry_id, st.st_mtime_ns, totals.bytes,
                                                 totals.disk_bytes, totals.files, True)
                 else:
-                    self.other_files += totals.files
-                    self.other_bytes += totals.bytes
+                    part.other_files += totals.files
+                    part.other_bytes += totals.bytes
             elif stat.S_ISLNK(mode):
-                self.symlinks_skipped += 1
+                part.symlinks_skipped += 1
 
     def join(self):
         """Every Entry of join_buckets(), flattened."""
@@ -241,9 +296,9 @@ class BuildCacheScan(object):
         """
         for bucket in range(256):
             outputs = {}
-            for output_id, mtime, size, disk, files, is_dir in OUTPUT_RECORD.iter_unpack(self.outputs[bucket]):
+            for output_id, mtime, size, disk, files, is_dir in self.output_record.iter_unpack(self.outputs[bucket]):
                 outputs[output_id] = (mtime, size, disk, files, is_dir)
-            actions = list(ACTION_RECORD.iter_unpack(self.actions[bucket]))
+            actions = list(self.action_record.iter_unpack(self.actions[bucket]))
             # Which alive entry owns each shared output: the most recently used.
             owner = {}
             for index, (_aid, output_id, a_mtime, _size, _disk, valid) in enumerate(actions):

@@ -40,6 +40,13 @@ class ErrorLog(object):
             message = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
             self.items.append({'path': path, 'error': message})
 
+    def merge(self, other):
+        """Add another log's items (up to the limit) and total."""
+        for item in other.items:
+            if len(self.items) < self.limit:
+                self.items.append(item)
+        self.total += other.total
+
     def as_result(self):
         return {'errors': list(self.items), 'errors_total': self.total}
 
