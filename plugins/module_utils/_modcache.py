@@ -185,6 +185,11 @@ class ModuleCacheScan(object):
         self.bytes += st.st_size
         self.disk_bytes += st.st_blocks * 512
 
+    def _count_other(self, st):
+        """A file that belongs to no version (`list`, locks, stray files): counted in the totals."""
+        self._count(st)
+        self.other_bytes += st.st_size
+
     def _on_symlink(self, _path):
         self.symlinks_skipped += 1
 
@@ -219,8 +224,7 @@ class ModuleCacheScan(object):
         for name, st in self._listing(fd, rel):
             child = rel + '/' + name
             if stat.S_ISREG(st.st_mode):
-                self._count(st)
-                self.other_bytes += st.st_size
+                self._count_other(st)
             elif not stat.S_ISDIR(st.st_mode):
                 continue
             elif name == DOWNLOAD_DIR[1]:
@@ -261,8 +265,7 @@ class ModuleCacheScan(object):
         for name, st in self._listing(fd, rel):
             child = rel + '/' + name
             if stat.S_ISREG(st.st_mode):
-                self._count(st)
-                self.other_bytes += st.st_size
+                self._count_other(st)
             elif not stat.S_ISDIR(st.st_mode):
                 continue
             elif name == '@v' and prefix:
@@ -302,8 +305,7 @@ class ModuleCacheScan(object):
         for name, st in self._listing(fd, rel):
             child = rel + '/' + name if rel else name
             if stat.S_ISREG(st.st_mode):
-                self._count(st)
-                self.other_bytes += st.st_size
+                self._count_other(st)
             elif not stat.S_ISDIR(st.st_mode):
                 continue
             elif not rel and name == DOWNLOAD_DIR[0]:

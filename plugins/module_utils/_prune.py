@@ -366,8 +366,8 @@ def _mtime_ns(name, dir_fd):
         return None
 
 
-class BuildCachePruner(object):
-    """Build cache: units are entries (see _buildcache)."""
+class _CachePruner(object):
+    """What every pruner shares: the open root, the policy, the clock, the busy guard."""
 
     def __init__(self, root_fd, root, policy, now, check_mode, guard):
         self.root_fd = root_fd
@@ -376,6 +376,26 @@ class BuildCachePruner(object):
         self.now = now
         self.check_mode = check_mode
         self.guard = guard
+
+    def open_rel_dir(self, rel):
+        """fd of a directory below the root, opened component by component (never through a symlink)."""
+        fd = os.dup(self.root_fd)
+        try:
+            for part in [item for item in rel.split('/') if item]:
+                next_fd = _fs.open_dir(part, fd)
+                os.close(fd)
+                fd = next_fd
+        except OSError:
+            os.close(fd)
+            raise
+        return fd
+
+
+class BuildCachePruner(_CachePruner):
+    """Build cache: units are entries (see _buildcache)."""
+
+    def __init__(self, root_fd, root, policy, now, check_mode, guard):
+        super(BuildCachePruner, self).__init__(root_fd, root, policy, now, check_mode, guard)
         self.scan = _buildcache.BuildCacheScan(root_fd, keep_action_ids=True).run()
         self.outcome = Outcome(root, 'build', self.scan.bytes)
         self.dir_fds = {}
@@ -506,16 +526,11 @@ class BuildCachePruner(object):
         return False
 
 
-class ModuleCachePruner(object):
+class ModuleCachePruner(_CachePruner):
     """Module cache: units are module versions (see _modcache)."""
 
     def __init__(self, root_fd, root, policy, now, check_mode, guard, use_atime):
-        self.root_fd = root_fd
-        self.root = root
-        self.policy = policy
-        self.now = now
-        self.check_mode = check_mode
-        self.guard = guard
+        super(ModuleCachePruner, self).__init__(root_fd, root, policy, now, check_mode, guard)
         self.use_atime = use_atime
         self.scan = _modcache.ModuleCacheScan(root_fd).run()
         self.outcome = Outcome(root, 'module', self.scan.bytes)
@@ -593,29 +608,8 @@ class ModuleCachePruner(object):
             self._remove_rest()
 
     def _open_at_v(self, module_esc):
-        """fd of cache/download/<module>/@v, walking component by component (no symlinks)."""
-        fd = _fs.open_dir(_modcache.DOWNLOAD_DIR[0], self.root_fd)
-        try:
-            for part in [_modcache.DOWNLOAD_DIR[1]] + module_esc.split('/') + ['@v']:
-                next_fd = _fs.open_dir(part, fd)
-                os.close(fd)
-                fd = next_fd
-        except OSError:
-            os.close(fd)
-            raise
-        return fd
-
-    def _open_parent(self, rel_dir):
-        fd = os.dup(self.root_fd)
-        try:
-            for part in [item for item in rel_dir.split('/') if item]:
-                next_fd = _fs.open_dir(part, fd)
-                os.close(fd)
-                fd = next_fd
-        except OSError:
-            os.close(fd)
-            raise
-        return fd
+        """fd of cache/download/<module>/@v."""
+        return self.open_rel_dir('%s/%s/%s/@v' % (_modcache.DOWNLOAD_DIR + (module_esc,)))
 
     def _lock(self, at_v_fd, version_esc):
         """Go's per-version lock (lockedfile = flock on Linux); None when Go holds it."""
@@ -666,7 +660,7 @@ class ModuleCachePruner(object):
             if version.tree:
                 parent_rel, _slash, elem = module_esc.rpartition('/')
                 try:
-                    parent_fd = self._open_parent(parent_rel)
+                    parent_fd = self.open_rel_dir(parent_rel)
                 except OSError as exc:
                     errors.add(label, exc)
                     return FAILED
@@ -741,16 +735,11 @@ class ModuleCachePruner(object):
                 _unlink(name, self.root_fd, self.outcome.errors, name)
 
 
-class FuzzCachePruner(object):
+class FuzzCachePruner(_CachePruner):
     """Fuzz cache: units are corpus files; their age is their mtime (Go never touches them again)."""
 
     def __init__(self, root_fd, root, policy, now, check_mode, guard):
-        self.root_fd = root_fd
-        self.root = root
-        self.policy = policy
-        self.now = now
-        self.check_mode = check_mode
-        self.guard = guard
+        super(FuzzCachePruner, self).__init__(root_fd, root, policy, now, check_mode, guard)
         self.errors = _fs.ErrorLog()
         self.files = []
         total = 0
@@ -781,11 +770,7 @@ class FuzzCachePruner(object):
                 self.outcome.busy = [process[2] for process in self.guard.seen]
                 break
             try:
-                parent_fd = os.dup(self.root_fd)
-                for part in [item for item in rel.split('/') if item]:
-                    next_fd = _fs.open_dir(part, parent_fd)
-                    os.close(parent_fd)
-                    parent_fd = next_fd
+                parent_fd = self.open_rel_dir(rel)
             except OSError as exc:
                 self.errors.add(path, exc)
                 self.outcome.keep(FAILED)
