@@ -92,7 +92,7 @@ class Version(object):
     """Everything known about one module version after the scan."""
 
     __slots__ = ('module_esc', 'version_esc', 'download', 'tree', 'tree_files', 'tree_bytes',
-                 'tree_disk_bytes', 'tree_mtime_ns')
+                 'tree_disk_bytes', 'tree_mtime_ns', 'tmp')
 
     def __init__(self, module_esc, version_esc):
         self.module_esc = module_esc
@@ -103,6 +103,8 @@ class Version(object):
         self.tree_bytes = 0
         self.tree_disk_bytes = 0
         self.tree_mtime_ns = 0
+        # Temporary files Go left when killed mid-download: (size, allocated, newest mtime) or None.
+        self.tmp = None
 
     @property
     def module(self):
@@ -121,7 +123,7 @@ class Version(object):
         """
         files = self.download
         if not self.tree and all(suffix == '.lock' for suffix in files):
-            return 'removed'
+            return 'incomplete' if self.tmp else 'removed'
         if '.partial' in files or (self.tree and '.ziphash' not in files):
             return 'incomplete'
         if '.zip' in files and '.ziphash' not in files:
@@ -287,13 +289,11 @@ class ModuleCacheScan(object):
             if suffix == '.tmp':
                 # Go's leftovers when killed mid-download: part of that version's (incomplete) unit.
                 self.tmp_files += 1
+                self.tmp_bytes += st.st_size
                 if version_esc:
-                    download = self._version(module_esc, version_esc).download
-                    size, disk, atime, mtime = download.get('.tmp', (0, 0, 0, 0))
-                    download['.tmp'] = (size + st.st_size, disk + st.st_blocks * 512, max(atime, st.st_atime_ns),
-                                        max(mtime, st.st_mtime_ns))
-                else:
-                    self.tmp_bytes += st.st_size
+                    version = self._version(module_esc, version_esc)
+                    size, disk, mtime = version.tmp or (0, 0, 0)
+                    version.tmp = (size + st.st_size, disk + st.st_blocks * 512, max(mtime, st.st_mtime_ns))
             elif version_esc is None:
                 self.other_bytes += st.st_size  # `list`
             else:

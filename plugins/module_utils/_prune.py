@@ -55,6 +55,9 @@ LOCK_WAIT_S = 2.0
 UNIT = 0          # a complete unit: build entry, module version, corpus file
 INCOMPLETE = 1    # dead build entry / orphan output, broken or partial module download
 
+# Parts of a module version a unit removes.
+ALL, GRAPH, TMP = 'all', 'graph', 'tmp'
+
 # Why a unit stays.  Protections are checked in this order.
 RECENT, KEEP, REFERENCED, RETAINED = 1, 2, 3, 4
 REASONS = {RECENT: 'recent', KEEP: 'keep', REFERENCED: 'referenced', RETAINED: 'retained'}
@@ -305,17 +308,13 @@ def _protect_recent(policy, now, last_used_ns):
     return RECENT if policy.state == 'present' and last_used_ns > (now - policy.keep_recent) * NS else 0
 
 
-def _remove_tree(parent_fd, name, root_dev, errors, rel):
-    """Remove a directory tree below parent_fd without following links or leaving the device.
+def _remove_contents(fd, root_dev, errors, rel):
+    """Remove everything inside an open directory (kept itself); False if anything stayed.
 
     Go makes module directories read-only: each is made writable before its
     entries are unlinked (root needs no such change, but keeps it harmless).
+    Symbolic links are unlinked, never followed; other devices never entered.
     """
-    try:
-        fd = _fs.open_dir(name, parent_fd)
-    except OSError as exc:
-        errors.add(rel, exc)
-        return False
     ok = True
     try:
         st = os.fstat(fd)
@@ -329,14 +328,22 @@ def _remove_tree(parent_fd, name, root_dev, errors, rel):
             if stat.S_ISDIR(child_st.st_mode):
                 ok = _remove_tree(fd, child, root_dev, errors, child_rel) and ok
             else:
-                try:
-                    os.unlink(child, dir_fd=fd)
-                except OSError as exc:
-                    errors.add(child_rel, exc)
-                    ok = False
+                ok = _unlink(child, fd, errors, child_rel) and ok
     except OSError as exc:
         errors.add(rel, exc)
         ok = False
+    return ok
+
+
+def _remove_tree(parent_fd, name, root_dev, errors, rel):
+    """Remove a directory tree below parent_fd without following links or leaving the device."""
+    try:
+        fd = _fs.open_dir(name, parent_fd)
+    except OSError as exc:
+        errors.add(rel, exc)
+        return False
+    try:
+        ok = _remove_contents(fd, root_dev, errors, rel)
     finally:
         os.close(fd)
     if ok:
@@ -534,38 +541,54 @@ class ModuleCachePruner(_CachePruner):
         self.use_atime = use_atime
         self.scan = _modcache.ModuleCacheScan(root_fd).run()
         self.outcome = Outcome(root, 'module', self.scan.bytes)
-        self.versions = sorted((version for version in self.scan.versions.values() if version.state != 'removed'),
-                               key=lambda version: (version.module_esc, version.version_esc))
-        self.graph_only = []  # per unit: keep .mod/.info (a go.sum /go.mod line references it)
+        versions = sorted(self.scan.versions.values(), key=lambda version: (version.module_esc, version.version_esc))
+        # Units, in module order: (version, part) with part ALL (the whole version), GRAPH (all but .mod and
+        # .info, which a go.sum /go.mod line needs) or TMP (temporary files Go left beside a usable version).
+        self.units = []
+        for version in versions:
+            state = version.state
+            if state == 'removed':
+                continue
+            self.units.append((version, ALL))
+            if version.tmp and state != 'incomplete':
+                self.units.append((version, TMP))
+        # Modules whose @v/list may still name versions a killed run removed.
+        self.list_repairs = set(version.module_esc for version in versions if version.state == 'removed')
 
-    def _last_used(self, version):
+    def _last_used(self, version, part):
+        if part == TMP:
+            return version.tmp[2]
         if version.state == 'incomplete':
-            # Activity of any kind (a download in progress writes these files).
-            times = [item[3] for item in version.download.values()] + [version.tree_mtime_ns]
-            return max(times)
+            # Activity of any kind in the download files (a download in progress writes them; a .partial
+            # marks an extraction in progress).  The tree's own mtime is not used: removing files from it
+            # (a killed prune) changes it.
+            times = [item[3] for suffix, item in version.download.items() if suffix != '.lock']
+            if version.tmp:
+                times.append(version.tmp[2])
+            return max(times) if times else version.tree_mtime_ns
         return version.last_used_ns(self.use_atime)
 
     def plan(self, free_bytes, fs_size):
         plan = Plan()
         policy = self.policy
         by_module = {}
-        for index, version in enumerate(self.versions):
+        for index, (version, part) in enumerate(self.units):
             module, name = version.module, version.version
-            last_used = self._last_used(version)
-            incomplete = version.state == 'incomplete'
+            last_used = self._last_used(version, part)
+            incomplete = part == TMP or version.state == 'incomplete'
             protect = _protect_recent(policy, self.now, last_used)
-            graph_only = False
-            if policy.state == 'present' and not protect:
+            if part == ALL and policy.state == 'present' and not protect:
                 if policy.keeps_module(module, name):
                     protect = KEEP
                 elif (module, name) in policy.referenced_full:
                     protect = REFERENCED
                 elif (module, name) in policy.referenced_graph and not incomplete:
-                    graph_only = True
-                    if version.state == 'download_only':
+                    if version.state == 'download_only' and '.zip' not in version.download:
                         protect = REFERENCED  # .mod and .info are all there is
-            self.graph_only.append(graph_only)
-            size, disk = self._unit_bytes(version, graph_only)
+                    else:
+                        part = GRAPH
+                        self.units[index] = (version, GRAPH)
+            size, disk = self._unit_bytes(version, part)
             plan.add(last_used, size, disk, INCOMPLETE if incomplete else UNIT, protect)
             if not incomplete:
                 by_module.setdefault(module, []).append((name, index))
@@ -576,35 +599,51 @@ class ModuleCachePruner(_CachePruner):
         return plan
 
     @staticmethod
-    def _unit_bytes(version, graph_only):
-        if not graph_only:
-            return version.bytes, version.disk_bytes
-        kept = [item for suffix, item in version.download.items() if suffix in ('.mod', '.info', '.lock')]
-        return (version.bytes - sum(item[0] for item in kept if item is not version.download.get('.lock')),
-                version.disk_bytes - sum(item[1] for item in kept if item is not version.download.get('.lock')))
+    def _unit_bytes(version, part):
+        """Bytes the unit frees; its temporaries count with it only when they are not a unit of their own."""
+        if part == TMP:
+            return version.tmp[0], version.tmp[1]
+        size, disk = version.bytes, version.disk_bytes
+        if part == GRAPH:
+            for suffix in ('.mod', '.info'):
+                item = version.download.get(suffix)
+                if item is not None:
+                    size -= item[0]
+                    disk -= item[1]
+        elif version.tmp and version.state == 'incomplete':
+            size += version.tmp[0]
+            disk += version.tmp[1]
+        return size, disk
 
     def execute(self, plan):
         outcome = self.outcome
-        touched_modules = set()
-        for index, version in enumerate(self.versions):
+        pending_list = None  # module whose @v/list is rewritten once its last unit has been handled
+        for index, (version, part) in enumerate(self.units):
+            if pending_list is not None and pending_list != version.module_esc:
+                self._rewrite_list(pending_list)
+                pending_list = None
             if not plan.remove[index]:
                 continue
-            name = '%s@%s' % (version.module, version.version)
+            name = '%s@%s%s' % (version.module, version.version, ' (temporary files)' if part == TMP else '')
             if self.check_mode:
                 outcome.removed(name, plan.size[index], plan.disk[index])
                 continue
             if not self.guard.still_idle():
                 outcome.busy = [process[2] for process in self.guard.seen]
                 break
-            result = self._remove_version(version, self.graph_only[index])
+            result = self._remove_version(version, part)
             if result is True:
                 outcome.removed(name, plan.size[index], plan.disk[index])
-                touched_modules.add(version.module_esc)
+                pending_list = version.module_esc
             else:
                 outcome.keep(result)
-        for module_esc in sorted(touched_modules):
+        if self.check_mode:
+            return
+        if pending_list is not None:
+            self._rewrite_list(pending_list)
+        for module_esc in sorted(self.list_repairs):
             self._rewrite_list(module_esc)
-        if self.policy.state == 'absent' and not self.check_mode and outcome.busy is None:
+        if self.policy.state == 'absent' and outcome.busy is None:
             self._remove_rest()
 
     def _open_at_v(self, module_esc):
@@ -634,14 +673,14 @@ class ModuleCachePruner(_CachePruner):
                     return None
                 time.sleep(0.05)
 
-    def _remove_version(self, version, graph_only):
+    def _remove_version(self, version, part):
         errors = self.outcome.errors
         module_esc, version_esc = version.module_esc, version.version_esc
         label = '%s@%s' % (module_esc, version_esc)
         at_v_fd = None
         lock_fd = None
         try:
-            if version.download:
+            if version.download or version.tmp:
                 try:
                     at_v_fd = self._open_at_v(module_esc)
                 except OSError as exc:
@@ -650,6 +689,9 @@ class ModuleCachePruner(_CachePruner):
                 lock_fd = self._lock(at_v_fd, version_esc)
                 if lock_fd is None:
                     return LOCKED
+                if part == TMP:
+                    self._remove_temporaries(at_v_fd, version_esc)
+                    return True
                 if self.policy.state == 'present' and self._used_since_scan(version, at_v_fd):
                     return USED_SINCE_SCAN
                 # .ziphash first: from then on Go no longer sees the version as present.
@@ -668,12 +710,13 @@ class ModuleCachePruner(_CachePruner):
                     ok = _remove_tree(parent_fd, '%s@%s' % (elem, version_esc), self.scan.root_dev, errors, label)
                 finally:
                     os.close(parent_fd)
-            keep_suffixes = ('.lock', '.mod', '.info') if graph_only else ('.lock',)
+            keep_suffixes = ('.lock', '.mod', '.info') if part == GRAPH else ('.lock',)
             if at_v_fd is not None:
                 for suffix in ('.zip', '.partial', '.mod', '.info'):
                     if suffix in version.download and suffix not in keep_suffixes:
                         ok = _unlink(version_esc + suffix, at_v_fd, errors, label + suffix) and ok
-                self._remove_temporaries(at_v_fd, version_esc)
+                if version.tmp and version.state == 'incomplete':
+                    self._remove_temporaries(at_v_fd, version_esc)
             return True if ok else FAILED
         finally:
             if lock_fd is not None:
@@ -727,12 +770,35 @@ class ModuleCachePruner(_CachePruner):
             os.close(at_v_fd)
 
     def _remove_rest(self):
-        """state=absent: after every version went unit by unit, the rest (vcs, sumdb, lists, locks)."""
+        """state=absent: after every version went unit by unit, the rest (vcs, sumdb, lists, locks).
+
+        An empty cache/download stays so that the root is still recognisably a
+        Go module cache (a second run, the agent, Go itself all accept it).
+        """
+        errors = self.outcome.errors
+        root_dev = self.scan.root_dev
         for name, st in _fs.list_dir(self.root_fd):
-            if stat.S_ISDIR(st.st_mode):
-                _remove_tree(self.root_fd, name, self.scan.root_dev, self.outcome.errors, name)
+            if stat.S_ISDIR(st.st_mode) and name == _modcache.DOWNLOAD_DIR[0]:
+                cache_fd = _fs.open_dir(name, self.root_fd)
+                try:
+                    for child, child_st in _fs.list_dir(cache_fd):
+                        rel = name + '/' + child
+                        if stat.S_ISDIR(child_st.st_mode) and child == _modcache.DOWNLOAD_DIR[1]:
+                            download_fd = _fs.open_dir(child, cache_fd)
+                            try:
+                                _remove_contents(download_fd, root_dev, errors, rel)
+                            finally:
+                                os.close(download_fd)
+                        elif stat.S_ISDIR(child_st.st_mode):
+                            _remove_tree(cache_fd, child, root_dev, errors, rel)
+                        else:
+                            _unlink(child, cache_fd, errors, rel)
+                finally:
+                    os.close(cache_fd)
+            elif stat.S_ISDIR(st.st_mode):
+                _remove_tree(self.root_fd, name, root_dev, errors, name)
             else:
-                _unlink(name, self.root_fd, self.outcome.errors, name)
+                _unlink(name, self.root_fd, errors, name)
 
 
 class FuzzCachePruner(_CachePruner):
