@@ -41,6 +41,8 @@ ACTION_COMPACT = struct.Struct('<0s16sqII?')
 # Fields: output ID, mtime ns, size, allocated bytes, files (>1 for Go 1.24+ directory outputs), is dir.
 OUTPUT_FULL = struct.Struct('<32sqqqI?')
 OUTPUT_COMPACT = struct.Struct('<16sqqqI?')
+# Stat-only scans (link=False) keep per file: mtime ns, size, is an action file.
+FILE_RECORD = struct.Struct('<qq?')
 _NO_ID = b'\0' * 32
 _U32 = 0xFFFFFFFF
 
@@ -128,8 +130,9 @@ class _Tally(object):
         self.symlinks_skipped = 0
         self.mounts_skipped = 0
         self.errors = _fs.ErrorLog()
-        self.actions = {}   # output-ID bucket -> packed ACTION_RECORDs
+        self.actions = {}   # output-ID bucket -> packed action records
         self.outputs = bytearray()
+        self.unlinked = bytearray()  # stat-only scans: FILE_RECORDs
 
     def count(self, st):
         self.files += 1
@@ -146,9 +149,16 @@ class _Tally(object):
 class BuildCacheScan(_Tally):
     """One pass over a build cache; see the module docstring."""
 
-    def __init__(self, root_fd, keep_action_ids=False):
+    def __init__(self, root_fd, keep_action_ids=False, link=True):
+        """`link`: read every -a to join it with its -d (exact entries, orphans, shared outputs).
+
+        Without it the scan is stat only, like du: entries are counted and
+        aged file by file, orphans are unknown.  On a cold million-file cache
+        the reads are most of the time (random I/O).
+        """
         super(BuildCacheScan, self).__init__()
         self.root_fd = root_fd
+        self.link = link
         self.keep_action_ids = keep_action_ids
         self.action_record = ACTION_FULL if keep_action_ids else ACTION_COMPACT
         self.output_record = OUTPUT_FULL if keep_action_ids else OUTPUT_COMPACT
@@ -186,6 +196,7 @@ class BuildCacheScan(_Tally):
                 for bucket, records in part.actions.items():
                     self.actions[bucket] += records
                 self.outputs[int(dirname, 16)] += part.outputs
+                self.unlinked += part.unlinked
         return self
 
     def _read_trim(self):
@@ -236,12 +247,18 @@ class BuildCacheScan(_Tally):
         pack_action = self.action_record.pack
         pack_output = self.output_record.pack
         keep_ids = self.keep_action_ids
+        link = self.link
+        unlinked = part.unlinked
+        pack_file = FILE_RECORD.pack
         for name, st in listing:
             mode = st.st_mode
             # Go's names: <64 lowercase hex>-a / -d, in the directory of their first byte.
             is_entry = len(name) == 66 and name[64] == '-' and name[65] in 'ad' and name[:2] == dirname
             if stat.S_ISREG(mode):
                 part.count(st)
+                if is_entry and not link:
+                    unlinked += pack_file(st.st_mtime_ns, st.st_size, name[65] == 'a')
+                    continue
                 entry_id = _hex_id(name) if is_entry else None
                 if entry_id is None:
                     part.other_files += 1
@@ -271,7 +288,9 @@ class BuildCacheScan(_Tally):
                     continue
                 totals = self._subtree(part, name, rel, dir_fd)
                 entry_id = _hex_id(name) if is_entry and name[65] == 'd' else None
-                if entry_id is not None:
+                if entry_id is not None and not link:
+                    unlinked += pack_file(st.st_mtime_ns, totals.bytes, False)
+                elif entry_id is not None:
                     # Go 1.24+: a -d directory holding one executable (go run, go tool).
                     outputs_here += pack_output(entry_id, st.st_mtime_ns, totals.bytes,
                                                 totals.disk_bytes, totals.files, True)

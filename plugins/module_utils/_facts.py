@@ -10,6 +10,7 @@ age buckets, the `top` largest modules and at most a few errors per cache.
 
 from __future__ import annotations
 
+import bisect
 import errno
 import heapq
 import os
@@ -30,25 +31,41 @@ NS = 1000000000
 
 
 class AgeHistogram(object):
-    """Cumulative counts of units not used for longer than each threshold."""
+    """Cumulative counts of units not used for longer than each threshold.
+
+    Called once per file on a stat-only scan: one bisect per call, the sums
+    are made cumulative only at the end.
+    """
 
     def __init__(self, buckets, now):
         self.now = now
         self.thresholds = [(label, parse_duration(label, 'age_buckets')) for label in buckets]
-        self.counts = [[0, 0] for _item in self.thresholds]
+        # Unit i is older than threshold k iff last_used < cutoff_k; bins count units between cutoffs.
+        self.cutoffs = sorted(set(int((now - seconds) * NS) for _label, seconds in self.thresholds))
+        self.bins = [[0, 0] for _item in range(len(self.cutoffs) + 1)]
         self.oldest_ns = None
         self.newest_ns = None
 
-    def add(self, last_used_ns, size):
-        if self.oldest_ns is None or last_used_ns < self.oldest_ns:
+    def add(self, last_used_ns, size, count=1):
+        if self.oldest_ns is None:
+            self.oldest_ns = self.newest_ns = last_used_ns
+        elif last_used_ns < self.oldest_ns:
             self.oldest_ns = last_used_ns
-        if self.newest_ns is None or last_used_ns > self.newest_ns:
+        elif last_used_ns > self.newest_ns:
             self.newest_ns = last_used_ns
-        age = self.now - last_used_ns / NS
-        for index, (_label, seconds) in enumerate(self.thresholds):
-            if age > seconds:
-                self.counts[index][0] += 1
-                self.counts[index][1] += size
+        counts = self.bins[bisect.bisect_right(self.cutoffs, last_used_ns)]
+        counts[0] += count
+        counts[1] += size
+
+    @property
+    def counts(self):
+        """[entries, bytes] per threshold, in the order the thresholds were given."""
+        result = []
+        for _label, seconds in self.thresholds:
+            limit = self.cutoffs.index(int((self.now - seconds) * NS))
+            result.append([sum(self.bins[i][0] for i in range(limit + 1)),
+                           sum(self.bins[i][1] for i in range(limit + 1))])
+        return result
 
     def as_facts(self):
         facts = {'age_buckets': [{'older_than': label, 'older_than_s': seconds, 'entries': counts[0],
@@ -68,26 +85,33 @@ def _scan_common(scan):
     return facts
 
 
-def build_cache_facts(root_fd, buckets, now):
-    scan = _buildcache.BuildCacheScan(root_fd).run()
+def build_cache_facts(root_fd, buckets, now, link=True):
+    scan = _buildcache.BuildCacheScan(root_fd, link=link).run()
     ages = AgeHistogram(buckets, now)
     entries = dead_actions = orphan_outputs = dead_bytes = 0
-    for entry in scan.join():
-        if entry.alive:
-            entries += 1
-            ages.add(entry.last_used_ns, entry.bytes)
-        elif entry.action_id is None:
-            orphan_outputs += 1
-            dead_bytes += entry.bytes
-        else:
-            dead_actions += 1
-            dead_bytes += entry.bytes
+    if link:
+        for entry in scan.join():
+            if entry.alive:
+                entries += 1
+                ages.add(entry.last_used_ns, entry.bytes)
+            elif entry.action_id is None:
+                orphan_outputs += 1
+                dead_bytes += entry.bytes
+            else:
+                dead_actions += 1
+                dead_bytes += entry.bytes
+        orphans = {'actions_without_output': dead_actions, 'outputs_without_action': orphan_outputs,
+                   'bytes': dead_bytes}
+    else:
+        # Stat only: every file ages on its own; an entry is an -a file.
+        for mtime_ns, size, is_action in _buildcache.FILE_RECORD.iter_unpack(scan.unlinked):
+            entries += is_action
+            ages.add(mtime_ns, size, 1 if is_action else 0)
+        orphans = None
     facts = _scan_common(scan)
     facts.update(ages.as_facts())
-    facts.update(entries=entries, other_files=scan.other_files, other_bytes=scan.other_bytes,
-                 orphans={'actions_without_output': dead_actions, 'outputs_without_action': orphan_outputs,
-                          'bytes': dead_bytes},
-                 last_trim=iso_utc(scan.last_trim),
+    facts.update(entries=entries, other_files=scan.other_files, other_bytes=scan.other_bytes, orphans=orphans,
+                 entries_linked=link, last_trim=iso_utc(scan.last_trim),
                  last_trim_age_s=None if scan.last_trim is None else max(0, int(now - scan.last_trim)))
     return facts
 
@@ -177,7 +201,7 @@ def _owner_name(uid):
         return str(uid)
 
 
-def scan_cache(path, kind, age_buckets=DEFAULT_AGE_BUCKETS, top=10, now=None, mountinfo=None):
+def scan_cache(path, kind, age_buckets=DEFAULT_AGE_BUCKETS, top=10, now=None, mountinfo=None, link_entries=True):
     """Facts of one cache directory (no user, no source): what go_cache_facts reports per cache."""
     now = time.time() if now is None else now
     real_path = os.path.realpath(path)
@@ -197,7 +221,7 @@ def scan_cache(path, kind, age_buckets=DEFAULT_AGE_BUCKETS, top=10, now=None, mo
         facts.update(exists=True, owner=_owner_name(root_stat.st_uid), mode='%04o' % stat.S_IMODE(root_stat.st_mode))
         if kind == 'build':
             facts['valid'] = _buildcache.is_build_cache(root_fd)
-            scanned = build_cache_facts(root_fd, age_buckets, now) if facts['valid'] else None
+            scanned = build_cache_facts(root_fd, age_buckets, now, link_entries) if facts['valid'] else None
         elif kind == 'module':
             facts['valid'] = _modcache.is_module_cache(root_fd)
             use_atime = bool(facts['filesystem'].get('atime_updates'))
@@ -272,7 +296,7 @@ def account_locations(account, go='auto'):
     return goenv, go_binary, disagreements, errors
 
 
-def gather(users=None, caches=None, kinds=None, go='auto', age_buckets=None, top=10, now=None):
+def gather(users=None, caches=None, kinds=None, go='auto', age_buckets=None, top=10, now=None, link_entries=True):
     """ansible_facts.go_cache for the requested accounts and explicit caches."""
     accounts, explicit, kinds, go, age_buckets, top = normalize_options(users, caches, kinds, go, age_buckets, top)
     now = time.time() if now is None else now
@@ -283,7 +307,7 @@ def gather(users=None, caches=None, kinds=None, go='auto', age_buckets=None, top
         # A cache shared by several accounts is scanned once.
         key = (os.path.realpath(path), kind)
         if key not in scanned:
-            scanned[key] = scan_cache(path, kind, age_buckets, top, now, mountinfo)
+            scanned[key] = scan_cache(path, kind, age_buckets, top, now, mountinfo, link_entries)
         result = dict(scanned[key])
         result['path'] = path
         return result

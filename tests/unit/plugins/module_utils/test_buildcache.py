@@ -129,3 +129,18 @@ def test_scan_does_not_change_times(tmp_path):
     scan_cache(root, 'build')
     after = os.stat(path)
     assert (before.st_atime_ns, before.st_mtime_ns) == (after.st_atime_ns, after.st_mtime_ns)
+
+
+def test_stat_only_scan_ages_files_on_their_own(tmp_path):
+    root = new_build_cache(str(tmp_path / 'c'))
+    add_entry(root, 1, 1000, NOW - 40 * DAY)
+    add_entry(root, 2, 2000, NOW - 40 * DAY, output_used=NOW - DAY)
+    add_action(root, hexid('lost'), hexid('missing'), NOW - 50 * DAY)
+    linked = scan_cache(root, 'build', age_buckets=['30d'], now=NOW)
+    fast = scan_cache(root, 'build', age_buckets=['30d'], now=NOW, link_entries=False)
+    assert (linked['entries'], fast['entries']) == (2, 3)
+    assert fast['orphans'] is None and not fast['entries_linked'] and linked['entries_linked']
+    assert (linked['files'], linked['bytes']) == (fast['files'], fast['bytes'])
+    # Linked: entry 2 was used a day ago through its -d.  Stat only: its -a counts as old, its -d as new.
+    assert linked['age_buckets'][0]['entries'] == 1 and linked['age_buckets'][0]['bytes'] == 1175
+    assert fast['age_buckets'][0]['entries'] == 3 and fast['age_buckets'][0]['bytes'] == 175 * 3 + 1000
