@@ -23,12 +23,16 @@ cache miss.
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import errno
 import fcntl
 import fnmatch
+import functools
 import os
 import pwd
 import stat
+import threading
 import time
 from array import array
 
@@ -50,6 +54,8 @@ NS = 1000000000
 BUSY_RECHECK_S = 0.5
 BUSY_POLL_S = 1.0
 LOCK_WAIT_S = 2.0
+# Build cache buckets removed at once (unlink is I/O; see _execute_in_parallel).
+PRUNE_THREADS = _buildcache.SCAN_THREADS
 
 # Unit classes in a plan.
 UNIT = 0          # a complete unit: build entry, module version, corpus file
@@ -185,6 +191,18 @@ class BusyGuard(object):
                 return False
             self.sleep(min(BUSY_POLL_S, max(0.0, self.deadline - self.last_check)))
 
+    def due(self):
+        """Whether a periodic re-check is due (never with if_busy=proceed)."""
+        return self.policy.if_busy != 'proceed' and self.clock() - self.last_check >= BUSY_RECHECK_S
+
+    def busy_now(self):
+        """One look at the processes, without waiting."""
+        processes = _procs.go_processes(self.uid)
+        self.last_check = self.clock()
+        if processes:
+            self.seen = processes
+        return bool(processes)
+
     def still_idle(self):
         """Cheap periodic re-check during removal."""
         if self.policy.if_busy == 'proceed' or self.clock() - self.last_check < BUSY_RECHECK_S:
@@ -212,11 +230,22 @@ class Outcome(object):
         self.kept[reason] = self.kept.get(reason, 0) + count
 
     def removed(self, name, size, disk):
+        """Count a removed unit; `name` may be a callable, made into text only for the sample."""
         self.removed_entries += 1
         self.removed_bytes += size
         self.removed_disk_bytes += disk
         if len(self.sample) < SAMPLE_SIZE:
-            self.sample.append(name)
+            self.sample.append(name() if callable(name) else name)
+
+    def merge(self, other):
+        """Add a part's results (a bucket removed in a worker thread), in submission order."""
+        self.removed_entries += other.removed_entries
+        self.removed_bytes += other.removed_bytes
+        self.removed_disk_bytes += other.removed_disk_bytes
+        for reason, count in other.kept.items():
+            self.keep(reason, count)
+        self.errors.merge(other.errors)
+        self.sample.extend(other.sample[:SAMPLE_SIZE - len(self.sample)])
 
     def as_dict(self):
         result = {'path': self.path, 'kind': self.kind, 'before_bytes': self.before_bytes,
@@ -398,6 +427,15 @@ class _CachePruner(object):
         return fd
 
 
+class _Control(object):
+    """Shared by the main thread and the removal workers: pause (resume cleared) and stop."""
+
+    def __init__(self):
+        self.resume = threading.Event()
+        self.resume.set()
+        self.stop = False
+
+
 class BuildCachePruner(_CachePruner):
     """Build cache: units are entries (see _buildcache)."""
 
@@ -418,10 +456,18 @@ class BuildCachePruner(_CachePruner):
         plan.count_kept(self.outcome)
         return plan
 
+    def _open_dirs(self):
+        # All 256 up front: worker threads then only read this dict.
+        for hex_prefix in _buildcache.HEX_DIRS:
+            try:
+                self.dir_fds[hex_prefix] = _fs.open_dir(hex_prefix, self.root_fd)
+            except OSError:
+                continue
+
     def _dir_fd(self, hex_prefix):
         fd = self.dir_fds.get(hex_prefix)
         if fd is None:
-            fd = self.dir_fds[hex_prefix] = _fs.open_dir(hex_prefix, self.root_fd)
+            raise OSError(errno.ENOENT, 'no such entry directory', hex_prefix)
         return fd
 
     def close(self):
@@ -429,19 +475,69 @@ class BuildCachePruner(_CachePruner):
             os.close(fd)
         self.dir_fds = {}
 
-    def execute(self, plan):
+    def _chosen_buckets(self, plan):
+        """(entries, chosen offsets) of every bucket with something to remove, in join order."""
         index = 0
+        for entries in self.scan.join_buckets():
+            first = index
+            index += len(entries)
+            chosen = [offset for offset in range(len(entries)) if plan.remove[first + offset]]
+            if chosen:
+                yield entries, chosen
+
+    def execute(self, plan):
+        self._open_dirs()
         try:
-            for entries in self.scan.join_buckets():
-                first = index
-                index += len(entries)
-                chosen = [offset for offset in range(len(entries)) if plan.remove[first + offset]]
-                if chosen and not self._remove_bucket(entries, chosen):
-                    return
-            if self.policy.state == 'absent' and not self.check_mode:
+            if self.check_mode:
+                for entries, chosen in self._chosen_buckets(plan):
+                    self._remove_bucket(entries, chosen, self.outcome, None)
+                return
+            self._execute_in_parallel(plan)
+            if self.policy.state == 'absent' and self.outcome.busy is None:
                 self._sweep()
         finally:
             self.close()
+
+    def _execute_in_parallel(self, plan):
+        """Buckets are independent (every entry naming an output is in that output's bucket): remove
+        several at once, since unlinking is I/O.  The main thread watches for Go processes and pauses
+        the workers, which look at `control` before every entry, while it waits."""
+        control = _Control()
+        window = collections.deque()
+        with concurrent.futures.ThreadPoolExecutor(max_workers=PRUNE_THREADS) as pool:
+            for entries, chosen in self._chosen_buckets(plan):
+                while len(window) >= 2 * PRUNE_THREADS:
+                    self._settle(window.popleft(), control)
+                if not self._watch(control):
+                    break
+                part = Outcome(self.root, 'build', 0)
+                window.append(pool.submit(self._remove_bucket, entries, chosen, part, control))
+            while window:
+                self._settle(window.popleft(), control)
+
+    def _settle(self, future, control):
+        while True:
+            try:
+                part = future.result(timeout=BUSY_RECHECK_S)
+                break
+            except concurrent.futures.TimeoutError:
+                self._watch(control)
+        self.outcome.merge(part)
+
+    def _watch(self, control):
+        """False once the run must stop for running builds; pauses the workers while waiting."""
+        if control.stop:
+            return False
+        if not self.guard.due() or not self.guard.busy_now():
+            return True
+        control.resume.clear()
+        if self.guard.idle():
+            control.resume.set()
+            return True
+        control.stop = True
+        control.resume.set()
+        self.outcome.busy = [process[2] for process in self.guard.seen]
+        return False
 
     def _sweep(self):
         """state=absent: what go clean -cache also removes besides entries (stray files, log.txt).
@@ -464,9 +560,8 @@ class BuildCachePruner(_CachePruner):
                     _unlink(name, fd, errors, rel)
         _unlink('log.txt', self.root_fd, errors, 'log.txt')
 
-    def _remove_bucket(self, entries, chosen):
-        """Remove the chosen entries (offsets) of one bucket; False when a running build stopped the run."""
-        outcome = self.outcome
+    def _remove_bucket(self, entries, chosen, outcome, control):
+        """Remove the chosen entries (offsets) of one bucket into `outcome` (runs in a worker thread)."""
         chosen_set = set(chosen)
         removed = set()
         kept_refs = {}
@@ -475,12 +570,15 @@ class BuildCachePruner(_CachePruner):
                 kept_refs[entry.output_id] = kept_refs.get(entry.output_id, 0) + 1
         for offset in chosen:
             entry = entries[offset]
-            if self.check_mode:
-                outcome.removed(self._name(entry), entry.bytes, entry.disk_bytes)
+            if control is None:  # check mode
+                outcome.removed(functools.partial(self._name, entry), entry.bytes, entry.disk_bytes)
                 continue
-            if not self.guard.still_idle():
-                outcome.busy = [process[2] for process in self.guard.seen]
-                return False
+            control.resume.wait()
+            if control.stop:
+                outcome.keep(BUSY)
+                if entry.alive:
+                    kept_refs[entry.output_id] = kept_refs.get(entry.output_id, 0) + 1
+                continue
             reason = USED_SINCE_SCAN if self._used_since_scan(entry) else None
             if reason is None and entry.action_id is not None:
                 action_hex = entry.action_id.hex()
@@ -493,9 +591,9 @@ class BuildCachePruner(_CachePruner):
                     kept_refs[entry.output_id] = kept_refs.get(entry.output_id, 0) + 1
                 continue
             removed.add(offset)
-            outcome.removed(self._name(entry), entry.bytes, entry.disk_bytes)
-        if self.check_mode:
-            return True
+            outcome.removed(functools.partial(self._name, entry), entry.bytes, entry.disk_bytes)
+        if control is None:
+            return outcome
         # Outputs go last, and only when no kept entry of this bucket names them.
         for offset in removed:
             entry = entries[offset]
@@ -508,7 +606,7 @@ class BuildCachePruner(_CachePruner):
                 _remove_tree(fd, output_hex + '-d', self.scan.root_dev, outcome.errors, rel)
             else:
                 _unlink(output_hex + '-d', fd, outcome.errors, rel)
-        return True
+        return outcome
 
     @staticmethod
     def _name(entry):
@@ -890,7 +988,7 @@ def prune_cache(path, kind, policy, check_mode=False, now=None, busy_uid=None, f
             pruner.execute(plan)
             if outcome.busy:
                 settled = outcome.removed_entries + sum(outcome.kept.get(reason, 0)
-                                                        for reason in (USED_SINCE_SCAN, LOCKED, FAILED))
+                                                        for reason in (USED_SINCE_SCAN, LOCKED, FAILED, BUSY))
                 outcome.keep(BUSY, sum(plan.remove) - settled)
         freed_on_device[dev] = freed_on_device.get(dev, 0) + outcome.removed_disk_bytes
         result = outcome.as_dict()
