@@ -9,6 +9,7 @@ Usage (run.py spawns these; imports are kept minimal on purpose)::
     python benchmarks/_facts_child.py noop                   # interpreter baseline
     python benchmarks/_facts_child.py facts PATH KIND        # gather_cache_facts(PATH, KIND)
     python benchmarks/_facts_child.py facts-stat PATH KIND   # the same with link_entries=False
+    python benchmarks/_facts_child.py prune-lru PATH KIND SIZE  # check-mode LRU plan down to SIZE
     python benchmarks/_facts_child.py prune PATH KIND DAYS   # prune_cache(PATH, KIND, ...)
 
 Prints one JSON line on stdout. Exit status: 0 ok, 2 engine raised, 3 engine not
@@ -160,6 +161,10 @@ def main(argv):
     if mode == "facts-stat" and len(argv) == 3:
         # go_cache_facts link_entries=false: stat only, -a files not read
         return _call(FACTS_MODULE, "gather_cache_facts", argv[1:3], {"link_entries": False}, SUMMARY_KEYS)
+    if mode == "prune-lru" and len(argv) == 4:
+        # LRU max_size to half the cache, planned in full (check mode): the memory of the biggest plan.
+        policy = {"max_size": argv[3], "keep_recent": "0s", "remove_incomplete": False, "if_busy": "proceed"}
+        return _call(PRUNE_MODULE, "prune_cache", [argv[1], argv[2], policy], {"check_mode": True}, PRUNE_KEYS)
     if mode == "prune" and len(argv) == 4:
         return _call(PRUNE_MODULE, "prune_cache", [argv[1], argv[2], prune_policy(argv[3])],
                      {"check_mode": False}, PRUNE_KEYS)

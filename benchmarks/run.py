@@ -312,10 +312,14 @@ def bench_prune(runner, tree, workdir, repeat):
                     f"{fmt_s(runs[tool][-1]['wall_s'])} {fmt_mb(runs[tool][-1]['maxrss_kb'])}")
     finally:
         gen_cache.remove_tree(copy)
+    # LRU: the largest plan (every unit sorted by last use), planned in check mode on the original tree.
+    lru = [runner.measure(python_cmd("prune-lru", tree["root"], tree["kind"], str(stats["bytes"] // 2)))]
+    log(f"  prune {tree['name']} LRU max_size plan (check mode): {fmt_s(lru[-1]['wall_s'])} "
+        f"{fmt_mb(lru[-1]['maxrss_kb'])}")
     return {"tree": tree["name"], "kind": tree["kind"], "days": PRUNE_DAYS,
             "find": summarize(runs["find"]), "engine": summarize(runs["engine"]),
-            "engine_output": child_json(runs["engine"][-1]),
-            "errors": failures(runs["find"] + runs["engine"])}
+            "engine_output": child_json(runs["engine"][-1]), "lru": summarize(lru),
+            "errors": failures(runs["find"] + runs["engine"] + lru)}
 
 
 def goals(facts, engine, quick):
@@ -407,6 +411,10 @@ def report_prune(result):
           f"prune_cache(max_age={PRUNE_DAYS}d), each on a fresh identical copy, {runs} run(s)")
     print(table(("tree", "find wall", "find RSS", "engine wall", "engine RSS", "wall ratio",
                  "engine removed", "bytes"), rows))
+    for entry in result["prune"]:
+        if entry.get("lru"):
+            print(f"  LRU max_size plan to half of {entry['tree']} (check mode): "
+                  f"{fmt_s(entry['lru']['wall_s'])}, peak RSS {fmt_mb(entry['lru']['maxrss_kb'])}")
 
 
 def report_goals(result):
