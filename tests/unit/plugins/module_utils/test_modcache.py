@@ -12,17 +12,9 @@ import pytest
 from ansible_collections.gofleet.cache.plugins.module_utils import _modcache
 from ansible_collections.gofleet.cache.plugins.module_utils._facts import scan_cache
 from ansible_collections.gofleet.cache.tests.unit.plugins.module_utils.cachetree import (
-    DAY, add_module_version, make_writable)
+    DAY, add_module_version)
 
 NOW = time.time()
-
-
-@pytest.fixture
-def modcache(tmp_path):
-    root = str(tmp_path / 'mod')
-    os.makedirs(root)
-    yield root
-    make_writable(root)
 
 
 @pytest.mark.parametrize('plain, escaped', [

@@ -15,7 +15,7 @@ from ansible_collections.gofleet.cache.plugins.module_utils import _prune, _semv
 from ansible_collections.gofleet.cache.plugins.module_utils._facts import scan_cache
 from ansible_collections.gofleet.cache.plugins.module_utils._units import OptionError
 from ansible_collections.gofleet.cache.tests.unit.plugins.module_utils.cachetree import (
-    DAY, add_action, add_entry, add_module_version, add_output, hexid, make_writable, new_build_cache)
+    DAY, add_action, add_entry, add_module_version, add_output, hexid, new_build_cache)
 
 NOW = time.time()
 
@@ -173,14 +173,6 @@ def test_bad_policy_values(options, option):
     with pytest.raises(OptionError) as info:
         _prune.Policy(**options)
     assert info.value.option == option and option in str(info.value)
-
-
-@pytest.fixture
-def modcache(tmp_path):
-    root = str(tmp_path / 'mod')
-    os.makedirs(root)
-    yield root
-    make_writable(root)
 
 
 def versions_on_disk(root):
