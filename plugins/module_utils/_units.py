@@ -9,6 +9,7 @@ Pure standard library: the modules, the on-host agent and the tests share it.
 
 from __future__ import annotations
 
+import datetime
 import re
 
 DURATION_UNITS = {
@@ -101,6 +102,5 @@ def iso_utc(seconds):
     """ISO-8601 UTC timestamp ('2026-11-21T22:27:17Z') for a Unix time, or None."""
     if seconds is None:
         return None
-    import datetime  # local: only result formatting needs it
     moment = datetime.datetime(1970, 1, 1) + datetime.timedelta(seconds=int(seconds))
     return moment.strftime('%Y-%m-%dT%H:%M:%SZ')

@@ -9,6 +9,9 @@ from __future__ import annotations
 import hashlib
 import os
 
+# Go's case escaping itself is pinned by literal vectors in test_modcache.py.
+from ansible_collections.gofleet.cache.plugins.module_utils import _modcache
+
 README = 'This directory holds cached build artifacts from the Go build system.\nRun "go clean -cache" if the directory is getting too large.\n'
 DAY = 86400
 
@@ -65,22 +68,18 @@ def add_entry(root, seed, size, used, output_used=None, directory=False):
     return action_id, output_id
 
 
-def escape(path):
-    return ''.join('!' + char.lower() if char.isupper() else char for char in path)
-
-
 def add_module_version(root, module, version, used, files=None, extracted=True, parts=('info', 'mod', 'zip', 'ziphash', 'lock'),
                        atime=None):
     """A module version in GOMODCACHE layout; `parts` chooses the download files."""
-    at_v = os.path.join(root, 'cache', 'download', escape(module), '@v')
+    at_v = os.path.join(root, 'cache', 'download', _modcache.escape(module), '@v')
     os.makedirs(at_v, exist_ok=True)
     for part in parts:
-        path = os.path.join(at_v, '%s.%s' % (escape(version), part))
+        path = os.path.join(at_v, '%s.%s' % (_modcache.escape(version), part))
         with open(path, 'wb') as handle:
             handle.write(('%s %s %s\n' % (module, version, part)).encode())
         set_time(path, used, atime)
     if extracted:
-        tree = os.path.join(root, escape(module) + '@' + escape(version))
+        tree = os.path.join(root, _modcache.escape(module) + '@' + _modcache.escape(version))
         os.makedirs(tree)
         for name, content in (files or {'go.mod': 'module %s\n' % module}).items():
             path = os.path.join(tree, name)
