@@ -65,6 +65,20 @@ def open_dir(name, dir_fd=None):
     return os.open(name, O_DIR, dir_fd=dir_fd)
 
 
+def open_rel_dir(root_fd, rel):
+    """fd of a directory below root_fd, opened component by component (never through a symlink)."""
+    fd = os.dup(root_fd)
+    try:
+        for part in [item for item in rel.split('/') if item]:
+            next_fd = open_dir(part, fd)
+            os.close(fd)
+            fd = next_fd
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
 def read_small_file(name, dir_fd, limit=4096):
     """Read at most `limit` bytes without touching the access time where possible.
 
@@ -72,16 +86,21 @@ def read_small_file(name, dir_fd, limit=4096):
     CAP_FOWNER for; such files are read anyway: only module cache files carry
     a meaningful atime and those are never read, only stat'ed.
     """
-    try:
-        fd = os.open(name, O_READ | O_NOATIME, dir_fd=dir_fd)
-    except OSError as exc:
-        if exc.errno != errno.EPERM or not O_NOATIME:
-            raise
-        fd = os.open(name, O_READ, dir_fd=dir_fd)
+    fd = open_file(name, dir_fd)
     try:
         return os.read(fd, limit)
     finally:
         os.close(fd)
+
+
+def open_file(name, dir_fd):
+    """Open a file for reading without following a link, with O_NOATIME where the kernel allows it."""
+    try:
+        return os.open(name, O_READ | O_NOATIME, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno != errno.EPERM or not O_NOATIME:
+            raise
+    return os.open(name, O_READ, dir_fd=dir_fd)
 
 
 def read_text_file(path, limit=1 << 20):
@@ -107,6 +126,42 @@ def read_text_file(path, limit=1 << 20):
         return b''.join(chunks).decode('utf-8', 'surrogateescape')
     finally:
         os.close(fd)
+
+
+def write_file_atomic(path, data, mode=None):
+    """Replace `path` with `data` (bytes) so that readers see the old or the new file, never a part.
+
+    A temporary file in the same directory, flushed, then renamed over the
+    target.  `mode` defaults to the old file's mode, else 0666 minus the umask
+    (what Go's os.WriteFile gives a new file).  The file belongs to whoever
+    runs this (see _users.acting_as).
+    """
+    directory, name = os.path.split(path)
+    if mode is None:
+        try:
+            mode = stat.S_IMODE(os.stat(path).st_mode)
+        except OSError:
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+    temporary = os.path.join(directory, '.%s.%d.tmp' % (name, os.getpid()))
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, 'O_NOFOLLOW', 0), 0o600)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fchmod(fd, mode)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(temporary, path)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise
 
 
 class TreeTotals(object):

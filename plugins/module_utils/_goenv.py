@@ -14,14 +14,140 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
+import re
 
 from ansible_collections.gofleet.cache.plugins.module_utils import _fs
 from ansible_collections.gofleet.cache.plugins.module_utils import _users
+from ansible_collections.gofleet.cache.plugins.module_utils._units import OptionError
 
 # The variables that decide where caches live and how modules are fetched.
 CACHE_VARS = ('GOCACHE', 'GOMODCACHE', 'GOPATH', 'GOENV', 'GOPROXY', 'GOSUMDB', 'GONOSUMDB',
               'GONOPROXY', 'GOPRIVATE', 'GOFLAGS', 'GOTOOLCHAIN')
 GO_BINARY_CANDIDATES = ('/usr/local/go/bin/go', '/usr/lib/go/bin/go', '/usr/bin/go', '/snap/bin/go')
+
+
+# Every variable `go env -w` accepts (internal/cfg.KnownEnv of go1.27.3) ...
+KNOWN_VARS = frozenset((
+    'AR', 'CC', 'CGO_CFLAGS', 'CGO_CFLAGS_ALLOW', 'CGO_CFLAGS_DISALLOW', 'CGO_CPPFLAGS', 'CGO_CPPFLAGS_ALLOW',
+    'CGO_CPPFLAGS_DISALLOW', 'CGO_CXXFLAGS', 'CGO_CXXFLAGS_ALLOW', 'CGO_CXXFLAGS_DISALLOW', 'CGO_ENABLED',
+    'CGO_FFLAGS', 'CGO_FFLAGS_ALLOW', 'CGO_FFLAGS_DISALLOW', 'CGO_LDFLAGS', 'CGO_LDFLAGS_ALLOW',
+    'CGO_LDFLAGS_DISALLOW', 'CXX', 'FC', 'GCCGO', 'GO111MODULE', 'GO386', 'GOAMD64', 'GOARCH', 'GOARM', 'GOARM64',
+    'GOAUTH', 'GOBIN', 'GOCACHE', 'GOCACHEPROG', 'GOENV', 'GOEXE', 'GOEXPERIMENT', 'GOFIPS140', 'GOFLAGS',
+    'GOGCCFLAGS', 'GOHOSTARCH', 'GOHOSTOS', 'GOINSECURE', 'GOMIPS', 'GOMIPS64', 'GOMODCACHE', 'GONOPROXY',
+    'GONOSUMDB', 'GOOS', 'GOPATH', 'GOPPC64', 'GOPRIVATE', 'GOPROXY', 'GORISCV64', 'GOROOT', 'GOSUMDB', 'GOTMPDIR',
+    'GOTOOLCHAIN', 'GOTOOLDIR', 'GOVCS', 'GOWASM', 'GOWORK', 'GO_EXTLINK_ENABLED', 'PKG_CONFIG'))
+# ... except these (cmd/go/internal/envcmd checkEnvWrite): computed by Go, or OS environment only.
+READ_ONLY_VARS = frozenset(('GOEXE', 'GOGCCFLAGS', 'GOHOSTARCH', 'GOHOSTOS', 'GOMOD', 'GOROOT', 'GOTELEMETRY',
+                            'GOTELEMETRYDIR', 'GOTOOLDIR', 'GOVERSION', 'GOWORK'))
+OS_ONLY_VARS = frozenset(('GOENV', 'GODEBUG'))
+# Go refuses relative GOPATH/GOMODCACHE/GOTMPDIR; it accepts a relative GOCACHE and then every build
+# fails with "GOCACHE is not an absolute path", so that one is refused here too.
+ABSOLUTE_PATH_VARS = ('GOCACHE', 'GOMODCACHE', 'GOPATH', 'GOTMPDIR')
+
+
+# Go's filepath.IsAbs on Windows: a drive letter with a separator, or a UNC path (ntpath.isabs also
+# takes a rooted "\\x" and changed its mind in Python 3.13).
+_WINDOWS_ABSOLUTE = re.compile(r'^([A-Za-z]:[\\/]|[\\/]{2}[^\\/])')
+
+
+def check_var(name, value, option='vars', existing=(), windows=False):
+    """Refuse what `go env -w NAME=VALUE` refuses (and a relative GOCACHE); OptionError names the variable.
+
+    `existing` are the names already in the file: Go lets those be written
+    even when it does not know them.  `value` None is a removal (`go env -u`).
+    """
+    where = '%s.%s' % (option, name)
+    if name in OS_ONLY_VARS:
+        raise OptionError(where, value, '%s can only be set in the OS environment, not in a go env file' % name)
+    if name in READ_ONLY_VARS:
+        raise OptionError(where, value, '%s is computed by Go and cannot be modified' % name)
+    if value is None:
+        # Removing a name the file does not hold is done already: unlike `go env -u`, which calls an
+        # unknown name an error even after it removed it itself, a second run must succeed.
+        return
+    if name not in KNOWN_VARS and name not in existing:
+        raise OptionError(option, name, 'unknown go command variable %s' % name)
+    if '\0' in value:
+        raise OptionError(where, value, 'invalid NUL in the value')
+    if any(char in value for char in '\v\r\n'):
+        raise OptionError(where, value, 'invalid newline in the value (a go env file holds one line per variable)')
+    if name == 'GO111MODULE' and value not in ('', 'auto', 'on', 'off'):
+        raise OptionError(where, value, 'expected one of auto, on, off')
+    if name == 'GOCACHE' and value == 'off':
+        raise OptionError(where, value, 'GOCACHE=off makes every go build fail since Go 1.12')
+    if name in ABSOLUTE_PATH_VARS and value:
+        is_abs = _WINDOWS_ABSOLUTE.match if windows else posixpath.isabs
+        entries = value.split(';' if windows else ':') if name == 'GOPATH' else [value]
+        for entry in entries:
+            if entry.startswith('~'):
+                raise OptionError(where, value, "entry %r starts with the shell metacharacter '~'" % entry)
+            if not is_abs(entry):
+                raise OptionError(where, value, 'entry %r is relative; must be an absolute path' % entry)
+
+
+def _line_key(line):
+    """KEY of a KEY=VALUE line, '' for comments, blank and other lines (envcmd lineToKey)."""
+    key, sep, _value = line.partition('=')
+    return key if sep and '#' not in key else ''
+
+
+def update_env_file(text, add=None, remove=()):
+    """The go env file `go env -w` (add) and `go env -u` (remove) leave behind, byte for byte.
+
+    envcmd updateEnvFile: keep only the last copy of a duplicated key, set
+    existing keys in place and append new ones, blank removed keys, then sort
+    each run of KEY=VALUE lines by key; comments, blank and invalid lines
+    (and the places of dropped lines) separate the runs and stay where they are.
+    """
+    lines = text.split('\n')
+    lines = [line + '\n' for line in lines[:-1]] + ([lines[-1] + '\n'] if lines[-1] else [])
+    last = {}
+    for index, line in enumerate(lines):
+        key = _line_key(line)
+        if key:
+            if key in last:
+                lines[last[key]] = ''
+            last[key] = index
+    for key, value in sorted((add or {}).items()):
+        line = '%s=%s\n' % (key, value)
+        if key in last:
+            lines[last[key]] = line
+        else:
+            lines.append(line)
+    for key in remove:
+        if key in last:
+            lines[last[key]] = ''
+    start = 0
+    for index in range(len(lines) + 1):
+        if index == len(lines) or not _line_key(lines[index]):
+            lines[start:index] = sorted(lines[start:index], key=_line_key)
+            start = index + 1
+    return ''.join(lines)
+
+
+def edit_env_file(text, values, state='present', option='vars'):
+    """(new text, {name: value} set, [names] removed) for a go env file holding `text`.
+
+    state present: a None value removes its variable, any other sets it;
+    state absent: every named variable is removed.  Values are checked as
+    `go env -w` checks them before anything is decided.
+    """
+    existing = parse_env_file(text)
+    add = {}
+    remove = []
+    for name in sorted(values):
+        value = values[name]
+        if state == 'absent' or value is None:
+            check_var(name, None, option, existing)
+            remove.append(name)
+            continue
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise OptionError('%s.%s' % (option, name), value, 'expected a string (quote numbers and booleans)')
+        value = str(value)
+        check_var(name, value, option, existing)
+        add[name] = value
+    return update_env_file(text, add, remove), add, remove
 
 
 def parse_env_file(text):

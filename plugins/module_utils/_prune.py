@@ -121,10 +121,8 @@ def _home_dirs():
     return homes
 
 
-def check_root(path, kind, option='path'):
-    """Real path of a cache root that is safe to prune; OptionError naming the reason otherwise."""
-    if kind not in KINDS:
-        raise OptionError('kind', kind, 'expected one of %s' % ', '.join(KINDS))
+def check_cache_path(path, option='path'):
+    """Real path of a place a cache may be: absolute, neither a system directory nor a home directory."""
     if not path or not os.path.isabs(path):
         raise OptionError(option, path, 'a cache path must be absolute')
     real = os.path.realpath(path)
@@ -132,6 +130,14 @@ def check_root(path, kind, option='path'):
         raise OptionError(option, path, 'refusing a system directory (%s)' % real)
     if real in _home_dirs():
         raise OptionError(option, path, 'refusing a home directory (%s)' % real)
+    return real
+
+
+def check_root(path, kind, option='path'):
+    """Real path of a cache root that is safe to prune; OptionError naming the reason otherwise."""
+    if kind not in KINDS:
+        raise OptionError('kind', kind, 'expected one of %s' % ', '.join(KINDS))
+    real = check_cache_path(path, option)
     if not os.path.isdir(real):
         raise OptionError(option, path, 'no such cache directory')
     fd = _fs.open_dir(real)
@@ -355,7 +361,7 @@ def _remove_contents(fd, root_dev, errors, rel):
         for child, child_st in _fs.list_dir(fd):
             child_rel = rel + '/' + child
             if stat.S_ISDIR(child_st.st_mode):
-                ok = _remove_tree(fd, child, root_dev, errors, child_rel) and ok
+                ok = remove_tree(fd, child, root_dev, errors, child_rel) and ok
             else:
                 ok = _unlink(child, fd, errors, child_rel) and ok
     except OSError as exc:
@@ -364,7 +370,7 @@ def _remove_contents(fd, root_dev, errors, rel):
     return ok
 
 
-def _remove_tree(parent_fd, name, root_dev, errors, rel):
+def remove_tree(parent_fd, name, root_dev, errors, rel):
     """Remove a directory tree below parent_fd without following links or leaving the device."""
     try:
         fd = _fs.open_dir(name, parent_fd)
@@ -395,6 +401,27 @@ def _unlink(name, dir_fd, errors, rel):
         return False
 
 
+def rewrite_version_list(at_v_fd, errors, rel):
+    """@v/list = the versions whose .mod exists, semver-sorted, as Go's rewriteVersionList writes it."""
+    try:
+        versions = [name[:-len('.mod')] for name, st in _fs.list_dir(at_v_fd)
+                    if name.endswith('.mod') and stat.S_ISREG(st.st_mode) and _semver.is_valid(name[:-4])]
+        content = ''.join(version + '\n' for version in sorted(versions, key=_semver.sort_key)).encode()
+        fd = os.open('list', os.O_RDWR | os.O_CREAT | getattr(os, 'O_NOFOLLOW', 0), 0o666, dir_fd=at_v_fd)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # Go's lockedfile.Edit locks the list file itself
+            if os.read(fd, len(content) + 1) != content:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, content, 0)
+            parent = os.fstat(at_v_fd)
+            if os.geteuid() == 0 and os.fstat(fd).st_uid != parent.st_uid:
+                os.fchown(fd, parent.st_uid, parent.st_gid)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        errors.add(rel, exc)
+
+
 def _mtime_ns(name, dir_fd):
     try:
         return os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mtime_ns
@@ -414,17 +441,7 @@ class _CachePruner(object):
         self.guard = guard
 
     def open_rel_dir(self, rel):
-        """fd of a directory below the root, opened component by component (never through a symlink)."""
-        fd = os.dup(self.root_fd)
-        try:
-            for part in [item for item in rel.split('/') if item]:
-                next_fd = _fs.open_dir(part, fd)
-                os.close(fd)
-                fd = next_fd
-        except OSError:
-            os.close(fd)
-            raise
-        return fd
+        return _fs.open_rel_dir(self.root_fd, rel)
 
 
 class _Control(object):
@@ -555,7 +572,7 @@ class BuildCachePruner(_CachePruner):
             for name, st in listing:
                 rel = hex_prefix + '/' + name
                 if stat.S_ISDIR(st.st_mode):
-                    _remove_tree(fd, name, self.scan.root_dev, errors, rel)
+                    remove_tree(fd, name, self.scan.root_dev, errors, rel)
                 else:
                     _unlink(name, fd, errors, rel)
         _unlink('log.txt', self.root_fd, errors, 'log.txt')
@@ -603,7 +620,7 @@ class BuildCachePruner(_CachePruner):
             fd = self._dir_fd(output_hex[:2])
             rel = '%s/%s-d' % (output_hex[:2], output_hex)
             if entry.output_is_dir:
-                _remove_tree(fd, output_hex + '-d', self.scan.root_dev, outcome.errors, rel)
+                remove_tree(fd, output_hex + '-d', self.scan.root_dev, outcome.errors, rel)
             else:
                 _unlink(output_hex + '-d', fd, outcome.errors, rel)
         return outcome
@@ -805,7 +822,7 @@ class ModuleCachePruner(_CachePruner):
                     errors.add(label, exc)
                     return FAILED
                 try:
-                    ok = _remove_tree(parent_fd, '%s@%s' % (elem, version_esc), self.scan.root_dev, errors, label)
+                    ok = remove_tree(parent_fd, '%s@%s' % (elem, version_esc), self.scan.root_dev, errors, label)
                 finally:
                     os.close(parent_fd)
             keep_suffixes = ('.lock', '.mod', '.info') if part == GRAPH else ('.lock',)
@@ -842,28 +859,12 @@ class ModuleCachePruner(_CachePruner):
         return False
 
     def _rewrite_list(self, module_esc):
-        """@v/list = the versions whose .mod exists, semver-sorted, as Go's rewriteVersionList writes it."""
         try:
             at_v_fd = self._open_at_v(module_esc)
         except OSError:
             return
         try:
-            versions = [name[:-len('.mod')] for name, st in _fs.list_dir(at_v_fd)
-                        if name.endswith('.mod') and stat.S_ISREG(st.st_mode) and _semver.is_valid(name[:-4])]
-            content = ''.join(version + '\n' for version in sorted(versions, key=_semver.sort_key)).encode()
-            fd = os.open('list', os.O_RDWR | os.O_CREAT | getattr(os, 'O_NOFOLLOW', 0), 0o666, dir_fd=at_v_fd)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)  # Go's lockedfile.Edit locks the list file itself
-                if os.read(fd, len(content) + 1) != content:
-                    os.ftruncate(fd, 0)
-                    os.pwrite(fd, content, 0)
-                parent = os.fstat(at_v_fd)
-                if os.geteuid() == 0 and os.fstat(fd).st_uid != parent.st_uid:
-                    os.fchown(fd, parent.st_uid, parent.st_gid)
-            finally:
-                os.close(fd)
-        except OSError as exc:
-            self.outcome.errors.add('cache/download/%s/@v/list' % module_esc, exc)
+            rewrite_version_list(at_v_fd, self.outcome.errors, 'cache/download/%s/@v/list' % module_esc)
         finally:
             os.close(at_v_fd)
 
@@ -888,13 +889,13 @@ class ModuleCachePruner(_CachePruner):
                             finally:
                                 os.close(download_fd)
                         elif stat.S_ISDIR(child_st.st_mode):
-                            _remove_tree(cache_fd, child, root_dev, errors, rel)
+                            remove_tree(cache_fd, child, root_dev, errors, rel)
                         else:
                             _unlink(child, cache_fd, errors, rel)
                 finally:
                     os.close(cache_fd)
             elif stat.S_ISDIR(st.st_mode):
-                _remove_tree(self.root_fd, name, root_dev, errors, name)
+                remove_tree(self.root_fd, name, root_dev, errors, name)
             else:
                 _unlink(name, self.root_fd, errors, name)
 
@@ -951,7 +952,7 @@ class FuzzCachePruner(_CachePruner):
         if self.policy.state == 'absent' and not self.check_mode and self.outcome.busy is None:
             for name, st in _fs.list_dir(self.root_fd):
                 if stat.S_ISDIR(st.st_mode):
-                    _remove_tree(self.root_fd, name, root_dev, self.errors, name)
+                    remove_tree(self.root_fd, name, root_dev, self.errors, name)
 
 
 def prune_cache(path, kind, policy, check_mode=False, now=None, busy_uid=None, freed_on_device=None):
