@@ -84,3 +84,40 @@ def test_go_env_json_overrules_and_reports():
 def test_pam_environment():
     text = '# c\nGOCACHE="/srv/cache"\nexport GOPROXY=https://corp\nBROKEN\nGOFLAGS=\'-mod=mod\'\n'
     assert parse_pam_environment(text) == {'GOCACHE': '/srv/cache', 'GOPROXY': 'https://corp', 'GOFLAGS': '-mod=mod'}
+
+
+# `go env -w` / `go env -u` results, checked against go1.27.3 by tests/integration/test_go_env.py.
+def test_update_env_file_like_go_env_w():
+    from ansible_collections.gofleet.cache.plugins.module_utils._goenv import update_env_file
+    assert update_env_file('', {'GOPROXY': 'p', 'GOCACHE': '/c'}) == 'GOCACHE=/c\nGOPROXY=p\n'
+    # set in place, keep unknown keys, add the final newline
+    assert update_env_file('ZZ=1\nGOCACHE=/old', {'GOCACHE': '/new'}) == 'GOCACHE=/new\nZZ=1\n'
+    # comments and blank lines separate sorted runs and stay where they are
+    assert update_env_file('# c\nZZ=1\nGOPATH=/p\n\nGOPROXY=a\n', {'GOFLAGS': '-x'}) == \
+        '# c\nGOPATH=/p\nZZ=1\n\nGOFLAGS=-x\nGOPROXY=a\n'
+    # the place of a dropped duplicate separates runs as well
+    assert update_env_file('GOSUMDB=off\nGOPROXY=a\nGOCACHE=/c\nGOPROXY=b\n', {'GOFLAGS': '-x'}) == \
+        'GOSUMDB=off\nGOCACHE=/c\nGOFLAGS=-x\nGOPROXY=b\n'
+    # CR stays part of the line; removal of an absent key only normalizes
+    assert update_env_file('GOCACHE=/c\r\n', {'GOFLAGS': '-x'}) == 'GOCACHE=/c\r\nGOFLAGS=-x\n'
+    assert update_env_file('GOCACHE=/c', remove=['GOPRIVATE']) == 'GOCACHE=/c\n'
+    assert update_env_file('GOCACHE=/c\nGOFLAGS=-x\n', remove=['GOFLAGS']) == 'GOCACHE=/c\n'
+
+
+def test_check_var_refuses_what_go_refuses():
+    import pytest
+    from ansible_collections.gofleet.cache.plugins.module_utils._goenv import check_var
+    from ansible_collections.gofleet.cache.plugins.module_utils._units import OptionError
+    for name, value in [('GOENV', '/x'), ('GODEBUG', 'x=1'), ('GOROOT', '/go'), ('GOVERSION', 'go1'),
+                        ('NOT_A_GO_VAR', '1'), ('GOPATH', 'rel'), ('GOPATH', '/a:~/b'), ('GOMODCACHE', 'm'),
+                        ('GOCACHE', 'rel'), ('GOCACHE', 'off'), ('GOPROXY', 'a\nb'), ('GOFLAGS', 'a\x00'),
+                        ('GO111MODULE', 'yes'), ('GOTMPDIR', 't')]:
+        with pytest.raises(OptionError) as info:
+            check_var(name, value)
+        assert name in str(info.value)
+    check_var('GOPATH', '/a:/b')
+    check_var('GOCACHE', 'C:\\go\\build', windows=True)
+    check_var('MY_OLD_TYPO', '1', existing={'MY_OLD_TYPO'})
+    check_var('MY_OLD_TYPO', None)  # removing what is not there: done already
+    with pytest.raises(OptionError):
+        check_var('GOCACHE', '/c', windows=True)
