@@ -108,8 +108,11 @@ def test_cron_jobs_see_the_values(host):
              % job)
     try:
         deadline = time.time() + 130
-        while time.time() < deadline and not all(host.file(path).exists and host.file(path).size
-                                                  for path in outputs.values()):
+
+        def written():
+            return all(host.file(path).exists and host.file(path).size for path in outputs.values())
+
+        while time.time() < deadline and not written():
             time.sleep(3)
         time.sleep(1)
         for user, path in outputs.items():
