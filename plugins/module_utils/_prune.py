@@ -749,9 +749,11 @@ class ModuleCachePruner(_CachePruner):
             result = self._remove_version(version, part)
             if result is True:
                 outcome.removed(name, plan.size[index], plan.disk[index])
-                pending_list = version.module_esc
             else:
                 outcome.keep(result)
+            if result in (True, FAILED):
+                # A failed removal may have gone part of the way, its .mod among it: @v/list follows the disk.
+                pending_list = version.module_esc
         if self.check_mode:
             return
         if pending_list is not None:
