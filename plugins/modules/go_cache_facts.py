@@ -33,8 +33,9 @@ attributes:
   facts:
     support: full
   platform:
-    platforms: posix
-    details: Linux. A PowerShell twin for Windows hosts is planned.
+    platforms: [posix, windows]
+    details: Linux and other POSIX hosts run this Python module; Windows hosts run its PowerShell twin (go_cache_facts.ps1) with the
+      same options and results, which has not run on Windows in this collection's CI.
 options:
   users:
     description:

@@ -34,8 +34,9 @@ attributes:
     support: full
     details: A before/after summary of each cache's size.
   platform:
-    platforms: posix
-    details: Linux. A PowerShell twin for Windows hosts is planned.
+    platforms: [posix, windows]
+    details: Linux and other POSIX hosts run this Python module; Windows hosts run its PowerShell twin (go_cache_prune.ps1) with the
+      same options and results, which has not run on Windows in this collection's CI.
 options:
   user:
     description:

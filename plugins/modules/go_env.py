@@ -37,8 +37,9 @@ attributes:
     support: full
     details: The file before and after.
   platform:
-    platforms: posix
-    details: Linux and other POSIX hosts. Windows hosts run the PowerShell twin of the same name.
+    platforms: [posix, windows]
+    details: Linux and other POSIX hosts run this Python module; Windows hosts run its PowerShell twin (go_env.ps1) with the
+      same options and results, which has not run on Windows in this collection's CI.
 seealso:
   - module: gofleet.cache.go_cache_facts
     description: Reports each account's effective Go variables and which source each came from.
