@@ -12,7 +12,14 @@ cd "$GOFLEET_ROOT"
 python scripts/demo_cache.py
 ANSIBLE_DISPLAY_SKIPPED_HOSTS=false ansible-playbook -i tests/demo/inventory.ini gofleet.cache.audit \
     -e '{"gofleet_users": ["gofleet-demo"]}'
-# Dry run: what a 30-day retention would remove, keeping what the demo project references.
+# Dry run: what a 30-day retention would remove, keeping what the demo project references; then the
+# fleet report of this one-host fleet (with what the policy would reclaim) in gofleet-report/.
+report_dir="$GOFLEET_ROOT/gofleet-report"
 ANSIBLE_DISPLAY_SKIPPED_HOSTS=false ansible-playbook -i tests/demo/inventory.ini gofleet.cache.prune --check \
     -e '{"gofleet_users": ["gofleet-demo"], "gofleet_kinds": ["build", "module"],
-         "gofleet_policy": {"max_age": "30d", "keep_referenced": ["/home/gofleet-demo/demo/app"]}}'
+         "gofleet_policy": {"max_age": "30d", "keep_referenced": ["/home/gofleet-demo/demo/app"]}}' \
+    -e "fleet_report_dir=$report_dir"
+echo
+cat "$report_dir/report.md"
+echo
+echo "HTML report: $report_dir/report.html"
