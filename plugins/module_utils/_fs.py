@@ -16,6 +16,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import tempfile
 
 O_DIR = os.O_RDONLY | os.O_DIRECTORY | getattr(os, 'O_NOFOLLOW', 0) | getattr(os, 'O_CLOEXEC', 0)
 O_NOATIME = getattr(os, 'O_NOATIME', 0)
@@ -128,13 +129,14 @@ def read_text_file(path, limit=1 << 20):
         os.close(fd)
 
 
-def write_file_atomic(path, data, mode=None):
+def write_file_atomic(path, data, mode=None, owner=None):
     """Replace `path` with `data` (bytes) so that readers see the old or the new file, never a part.
 
-    A temporary file in the same directory, flushed, then renamed over the
-    target.  `mode` defaults to the old file's mode, else 0666 minus the umask
-    (what Go's os.WriteFile gives a new file).  The file belongs to whoever
-    runs this (see _users.acting_as).
+    A temporary file in the same directory (a fresh name, created exclusively:
+    the directory may be a sticky, world-writable one), flushed, then renamed
+    over the target.  `mode` defaults to the old file's mode, else 0666 minus
+    the umask (what Go's os.WriteFile gives a new file).  The file belongs to
+    whoever runs this (see _users.acting_as), or to `owner` ((uid, gid)).
     """
     directory, name = os.path.split(path)
     if mode is None:
@@ -144,14 +146,15 @@ def write_file_atomic(path, data, mode=None):
             umask = os.umask(0)
             os.umask(umask)
             mode = 0o666 & ~umask
-    temporary = os.path.join(directory, '.%s.%d.tmp' % (name, os.getpid()))
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, 'O_NOFOLLOW', 0), 0o600)
+    fd, temporary = tempfile.mkstemp(prefix='.' + name + '.', suffix='.tmp', dir=directory or '.')
     try:
         try:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
             os.fchmod(fd, mode)
+            if owner is not None:
+                os.fchown(fd, owner[0], owner[1])
             os.fsync(fd)
         finally:
             os.close(fd)

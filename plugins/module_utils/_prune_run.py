@@ -51,9 +51,12 @@ def resolve_targets(user=None, kinds=None, path=None, kind=None, go='auto'):
     return targets
 
 
-def run(targets, policy, check_mode=False, now=None):
-    """Validate every target, then prune each; returns the module's result dict (without changed/diff)."""
-    now = time.time() if now is None else now
+def check_targets(targets):
+    """(targets to prune, missing caches): OptionError for any root that is not a safe Go cache.
+
+    Everything is checked before anything is removed, here and in the agent,
+    which prunes its targets one at a time under a lock each.
+    """
     checked = []
     missing = []
     for path, kind, uid, label in targets:
@@ -63,8 +66,19 @@ def run(targets, policy, check_mode=False, now=None):
             continue
         _prune.check_root(path, kind, 'path' if label == 'explicit' else 'user')
         checked.append((path, kind, uid, label))
+    return checked, missing
+
+
+def run(targets, policy, check_mode=False, now=None, freed_on_device=None):
+    """Validate every target, then prune each; returns the module's result dict (without changed/diff).
+
+    `freed_on_device` ({st_dev: bytes}) carries min_free's check-mode accounting
+    across calls that prune one target each.
+    """
+    now = time.time() if now is None else now
+    checked, missing = check_targets(targets)
     results = []
-    freed_on_device = {}
+    freed_on_device = {} if freed_on_device is None else freed_on_device
     for path, kind, uid, label in checked:
         result = _prune.prune_cache(path, kind, policy, check_mode, now, uid, freed_on_device)
         result['user'] = None if label == 'explicit' else label
