@@ -189,6 +189,20 @@ function ConvertFrom-GoSizeOrPercent {
     @{ unit = 'bytes'; amount = (ConvertFrom-GoSize $Value $Option) }
 }
 
+function Format-GoByteCount {
+    # Human-readable binary size ('1.5 GiB'), as the Python engine's format_bytes writes it for diffs and logs.
+    param ([long]$Count)
+    $size = [double]$Count
+    foreach ($unit in 'B', 'KiB', 'MiB', 'GiB') {
+        if ([math]::Abs($size) -lt 1024) {
+            if ($unit -eq 'B') { return "$Count B" }
+            return ('{0:F1} {1}' -f $size, $unit)
+        }
+        $size /= 1024
+    }
+    '{0:F1} TiB' -f $size
+}
+
 function ConvertTo-GoIsoTime {
     <# .SYNOPSIS ISO-8601 UTC text ('2026-11-21T22:27:17Z') of Unix seconds, or $null. #>
     param ([AllowNull()][object]$UnixSeconds)
@@ -2716,7 +2730,7 @@ function Get-GoCacheLocation {
 #endregion
 
 Export-ModuleMember -Function @(
-    'ConvertFrom-GoDuration', 'ConvertFrom-GoSize', 'ConvertFrom-GoSizeOrPercent', 'ConvertTo-GoIsoTime',
+    'ConvertFrom-GoDuration', 'ConvertFrom-GoSize', 'ConvertFrom-GoSizeOrPercent', 'ConvertTo-GoIsoTime', 'Format-GoByteCount',
     'Compare-GoSemver', 'Sort-GoSemver', 'ConvertFrom-GoEscapedPath', 'Test-GoAbsolutePath', 'Test-GoOptionError',
     'New-GoOptionError', 'Get-GoCacheAccount', 'Get-GoAccountEnvironment', 'Get-GoEnvironment', 'ConvertFrom-GoEnvFile',
     'ConvertTo-GoSettingResult', 'Edit-GoEnvFileText', 'Test-GoEnvVariable', 'Get-GoAccountLocation',

@@ -58,20 +58,6 @@ function Resolve-GoCachePruneTarget {
     }
 }
 
-function Format-GoByteCount {
-    # Human-readable binary size for the diff ('1.5 GiB').
-    param ([long]$Count)
-    $size = [double]$Count
-    foreach ($unit in 'B', 'KiB', 'MiB', 'GiB') {
-        if ([math]::Abs($size) -lt 1024) {
-            if ($unit -eq 'B') { return "$Count B" }
-            return ('{0:F1} {1}' -f $size, $unit)
-        }
-        $size /= 1024
-    }
-    '{0:F1} TiB' -f $size
-}
-
 function Get-GoPruneSummary {
     # One line per cache for the diff: size before or after, and what went.
     param ($Caches, [switch]$After)
