@@ -97,3 +97,22 @@ def make_writable(root):
     for dirpath, dirnames, _files in os.walk(root):
         for name in dirnames:
             os.chmod(os.path.join(dirpath, name), 0o755)
+
+
+def snapshot(root):
+    """Every path with its type, size, mode and times: proves check mode changes nothing."""
+    state = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            digest = None
+            if os.path.isfile(path) and not os.path.islink(path):
+                # O_NOATIME: reading must not refresh the access times the module cache ages by.
+                fd = os.open(path, os.O_RDONLY | getattr(os, 'O_NOATIME', 0))
+                try:
+                    digest = hashlib.sha256(os.read(fd, st.st_size + 1)).hexdigest()
+                finally:
+                    os.close(fd)
+            state[os.path.relpath(path, root)] = (st.st_mode, st.st_size, st.st_mtime_ns, digest)
+    return state

@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pwd
 import time
@@ -15,28 +14,9 @@ from ansible_collections.gofleet.cache.plugins.module_utils import _prune, _semv
 from ansible_collections.gofleet.cache.plugins.module_utils._facts import scan_cache
 from ansible_collections.gofleet.cache.plugins.module_utils._units import OptionError
 from ansible_collections.gofleet.cache.tests.unit.plugins.module_utils.cachetree import (
-    DAY, add_action, add_entry, add_module_version, add_output, hexid, new_build_cache)
+    DAY, add_action, add_entry, add_module_version, add_output, hexid, new_build_cache, snapshot)
 
 NOW = time.time()
-
-
-def snapshot(root):
-    """Every path with its type, size, mode and times: proves check mode changes nothing."""
-    state = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            path = os.path.join(dirpath, name)
-            st = os.lstat(path)
-            digest = None
-            if os.path.isfile(path) and not os.path.islink(path):
-                # O_NOATIME: reading must not refresh the access times the module cache ages by.
-                fd = os.open(path, os.O_RDONLY | getattr(os, 'O_NOATIME', 0))
-                try:
-                    digest = hashlib.sha256(os.read(fd, st.st_size + 1)).hexdigest()
-                finally:
-                    os.close(fd)
-            state[os.path.relpath(path, root)] = (st.st_mode, st.st_size, st.st_mtime_ns, digest)
-    return state
 
 
 def prune(root, kind, **options):

@@ -28,7 +28,7 @@ from ansible_collections.gofleet.cache.plugins.module_utils._facts import DEFAUL
 from ansible_collections.gofleet.cache.plugins.module_utils._units import OptionError, parse_duration
 from ansible_collections.gofleet.cache.tests.unit.plugins.module_utils.cachetree import (
     README, action_line, make_writable, set_time)
-from ansible_collections.gofleet.cache.tests.unit.plugins.module_utils.test_prune import snapshot
+from ansible_collections.gofleet.cache.tests.unit.plugins.module_utils.cachetree import snapshot
 
 VECTOR_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))), 'vectors')
