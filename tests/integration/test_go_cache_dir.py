@@ -38,7 +38,21 @@ def files_of(root):
 
 
 def cp_a(src, dest):
+    """cp -a, then the source's access times put back from the copy.
+
+    Reading a file refreshes its atime on relatime mounts, and the source is the
+    session's shared cache whose module ages other tests check by atime.
+    """
+    copy_root = Path(dest) / Path(src).name if Path(dest).is_dir() else Path(dest)
     subprocess.run(["cp", "-a", str(src), str(dest)], check=True)
+    for dirpath, dirnames, filenames in os.walk(str(copy_root)):
+        for name in dirnames + filenames:
+            copied = os.path.join(dirpath, name)
+            st = os.lstat(copied)
+            original = os.path.join(str(src), os.path.relpath(copied, str(copy_root)))
+            os.utime(original, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+    st = os.lstat(str(copy_root))
+    os.utime(str(src), ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
 @pytest.fixture(scope="module")
