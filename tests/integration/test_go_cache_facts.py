@@ -95,8 +95,10 @@ def build_disk(root):
         "bytes": sum(_tree_size(p) for p in dead_actions + dead_outputs),
     }
     d["last_used"] = last_used
-    d["oldest"] = min(last_used.values())
-    d["newest"] = max(last_used.values())
+    # Last use is reported over entries: an -a whose -d is gone is dead weight, not a use.
+    live = [used for aid, used in last_used.items() if actions[aid] not in dead_actions]
+    d["oldest"] = min(live)
+    d["newest"] = max(live)
     return d
 
 
