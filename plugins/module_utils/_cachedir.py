@@ -279,6 +279,12 @@ def check_locations(src, dest, kind):
     return real_src, real_dest
 
 
+def nothing_moved():
+    """The result of migrate() when nothing was (or would be) moved or removed."""
+    return {'changed': False, 'action': 'none', 'files': 0, 'bytes': 0, 'already_there': 0, 'removed_bytes': 0,
+            'errors': [], 'errors_total': 0, 'reason': None}
+
+
 def migrate(src, dest, kind, method='move', check_mode=False, if_busy='wait', busy_timeout='15m', busy_uid=None):
     """Move the cache at src into dest (method move) or remove it (method clean).
 
@@ -289,8 +295,7 @@ def migrate(src, dest, kind, method='move', check_mode=False, if_busy='wait', bu
     if method not in METHODS:
         raise OptionError('migrate', method, 'expected one of %s' % ', '.join(METHODS))
     real_src, dest = check_locations(src, dest, kind)
-    result = {'changed': False, 'action': 'none', 'files': 0, 'bytes': 0, 'already_there': 0, 'removed_bytes': 0,
-              'errors': [], 'errors_total': 0, 'reason': None}
+    result = nothing_moved()
     if not os.path.isdir(real_src):
         result['reason'] = 'nothing at the old location'
         return result

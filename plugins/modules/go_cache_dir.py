@@ -188,13 +188,15 @@ def main():
         mode = _cachedir.parse_mode(params['mode'])
         _prune.Policy(if_busy=params['if_busy'], busy_timeout=params['busy_timeout'])  # validate before any change
         source = params['migrate_from']
-        if source and params['migrate'] != 'keep' and os.path.realpath(source) != os.path.realpath(params['path']):
+        migrating = bool(source) and params['migrate'] != 'keep' and \
+            os.path.realpath(source) != os.path.realpath(params['path'])
+        if migrating:
+            # Every refusal before the directory is made: bad input changes nothing on disk.
             _cachedir.check_locations(source, params['path'], params['kind'])
         created_changed, created = _cachedir.ensure_dir(params['path'], account, params['group'], mode,
                                                         module.check_mode)
-        result = {'action': 'none', 'files': 0, 'bytes': 0, 'already_there': 0, 'removed_bytes': 0, 'reason': None,
-                  'errors': [], 'errors_total': 0}
-        if source and params['migrate'] != 'keep' and os.path.realpath(source) != os.path.realpath(params['path']):
+        result = _cachedir.nothing_moved()
+        if migrating:
             owner = os.stat(source).st_uid if os.path.isdir(source) else None
             result = _cachedir.migrate(source, params['path'], params['kind'], params['migrate'],
                                        check_mode=module.check_mode, if_busy=params['if_busy'],
