@@ -32,6 +32,8 @@ import tempfile
 import time
 
 from ansible_collections.gofleet.cache.plugins.module_utils import _facts
+from ansible_collections.gofleet.cache.plugins.module_utils import _fs
+from ansible_collections.gofleet.cache.plugins.module_utils import _locate
 from ansible_collections.gofleet.cache.plugins.module_utils import _metrics
 from ansible_collections.gofleet.cache.plugins.module_utils import _prune
 from ansible_collections.gofleet.cache.plugins.module_utils import _prune_run
@@ -45,9 +47,8 @@ except ImportError:  # pragma: no cover - not on Windows, where the PowerShell a
 
 PROG = 'gofleet-cache-agent'
 DEFAULT_CONFIG = '/etc/gofleet-cache/agent.json'
-# Shared by every account's jobs (mode 1777, like /tmp): the lock of a cache must be
-# the same file whoever prunes it.  /run/lock is a tmpfs every account may write.
-DEFAULT_LOCK_DIRS = ('/run/lock/gofleet-cache', os.path.join(tempfile.gettempdir(), 'gofleet-cache-locks'))
+# Root's lock directory (a tmpfs, emptied at boot); root alone writes it: see private_dir.
+DEFAULT_LOCK_DIR = '/run/lock/gofleet-cache'
 LOCK_POLL_S = 0.5
 
 # Exit codes, from the most to the least serious; a run exits with the most serious that applies.
@@ -176,77 +177,97 @@ def lower_priority():
 # --------------------------------------------------------------------------- locks
 
 
-def _shared_dir(path):
-    """Create (mode 1777) or accept a lock directory; OSError when it is not safe to use.
+def private_dir(path, option, create=True):
+    """fd of a directory only this run's identity may change: owned by root or by us, not writable by others.
 
-    An existing one must be a real directory owned by root or by us: a lock
-    directory another account owns could have our lock files swapped.
+    Lock files and metrics live there, so that no account can hold, swap
+    or pre-create them (SECURITY.md).  Made with mode 0700 when missing
+    (`create`); an existing one that others could write is refused, naming
+    the option.  As root it is opened without following links an account
+    controls.
     """
+    me = os.geteuid()
+    if create:
+        try:
+            os.mkdir(path, 0o700)
+        except OSError as exc:
+            if exc.errno != errno.EEXIST:
+                raise OptionError(option, path, exc.strerror or str(exc))
     try:
-        os.mkdir(path, 0o1777)
-        os.chmod(path, 0o1777)  # mkdir's mode is masked by the umask
+        fd = _fs.open_trusted_path(path) if me == 0 else _fs.open_dir(path)
     except OSError as exc:
-        if exc.errno != errno.EEXIST:
-            raise
-    st = os.lstat(path)
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid not in (0, os.geteuid()):
-        raise OSError(errno.EPERM, 'not a directory owned by root or by this account', path)
-    return path
+        raise OptionError(option, path, '%s: %s' % (_fs.printable(exc.filename or path), exc.strerror or exc))
+    st = os.fstat(fd)
+    if st.st_uid not in (0, me) or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        os.close(fd)
+        raise OptionError(option, path, 'owned by %s with mode %04o: another account could write there; it must '
+                          'belong to root (or to the account running the agent) and be writable by it alone'
+                          % (_owner_of_uid(st.st_uid), stat.S_IMODE(st.st_mode)))
+    return fd
+
+
+def metrics_directory(path):
+    """fd of metrics_dir.  Root replaces its files through this fd with a fresh temporary name and a rename,
+    which no file an account planted there can redirect or outlast; an account running the agent for itself
+    needs a directory nobody else writes (private_dir), or others could squat its file."""
+    if os.geteuid() != 0:
+        return private_dir(path, 'metrics_dir', create=False)
+    try:
+        return _fs.open_trusted_path(path)
+    except OSError as exc:
+        raise OptionError('metrics_dir', path, '%s: %s' % (_fs.printable(exc.filename or path), exc.strerror or exc))
+
+
+def _owner_of_uid(uid):
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def default_lock_dir():
+    """Root's locks in /run/lock (root only); an account's own in its runtime directory or its own temp directory."""
+    if os.geteuid() == 0:
+        return DEFAULT_LOCK_DIR
+    runtime = os.environ.get('XDG_RUNTIME_DIR')
+    if runtime and os.path.isabs(runtime):
+        return os.path.join(runtime, 'gofleet-cache')
+    return os.path.join(tempfile.gettempdir(), 'gofleet-cache-%d' % os.geteuid())
 
 
 def lock_directory(configured=None):
-    """The directory holding the cache locks: `configured`, else the first usable default."""
-    if configured:
-        try:
-            return _shared_dir(configured)
-        except OSError as exc:
-            raise OptionError('lock_dir', configured, exc.strerror or str(exc))
-    error = None
-    for candidate in DEFAULT_LOCK_DIRS:
-        try:
-            return _shared_dir(candidate)
-        except OSError as exc:
-            error = exc
-    raise OptionError('lock_dir', DEFAULT_LOCK_DIRS[0], 'no usable lock directory: %s' % error)
+    """fd of the directory holding the cache locks: `configured`, else default_lock_dir()."""
+    return private_dir(configured or default_lock_dir(), 'lock_dir')
 
 
-def lock_name(real_path):
+def lock_name(path):
     """A lock file name per cache, readable and unique: the path's tail plus a hash of the whole."""
-    digest = hashlib.sha256(real_path.encode('utf-8', 'surrogateescape')).hexdigest()[:16]
-    readable = re.sub(r'[^A-Za-z0-9._-]+', '_', real_path.strip('/'))[-60:]
+    digest = hashlib.sha256(path.encode('utf-8', 'surrogateescape')).hexdigest()[:16]
+    readable = re.sub(r'[^A-Za-z0-9._-]+', '_', path.strip('/'))[-60:]
     return '%s-%s.lock' % (readable, digest)
 
 
 class CacheLock(object):
     """flock(2) on a per-cache file: exclusive for a real run, shared for a dry run.
 
-    Lock files live in a directory every account writes (sticky, like /tmp),
-    so a file may belong to another account: it is opened read-only (flock
-    needs no more), without O_CREAT first (fs.protected_regular forbids O_CREAT
-    on another account's file there) and never through a symbolic link.
+    The file lives in a directory only this identity writes (private_dir), so
+    no account can hold it; it is still opened without following a link or
+    blocking, and must be a regular file.
     """
 
-    def __init__(self, directory, real_path, exclusive=True):
-        self.path = os.path.join(directory, lock_name(real_path))
+    def __init__(self, dir_fd, path, exclusive=True):
+        self.dir_fd = dir_fd
+        self.name = lock_name(path)
         self.exclusive = exclusive
         self.fd = None
 
     def _open(self):
-        flags = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, 'O_CLOEXEC', 0)
-        while True:
-            try:
-                return os.open(self.path, flags)
-            except OSError as exc:
-                if exc.errno != errno.ENOENT:
-                    raise
-            try:
-                fd = os.open(self.path, flags | os.O_CREAT | os.O_EXCL, 0o644)
-                os.fchmod(fd, 0o644)
-                return fd
-            except OSError as exc:
-                if exc.errno != errno.EEXIST:
-                    raise
-                # Created by another run meanwhile: open that one.
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, 'O_CLOEXEC', 0)
+        fd = os.open(self.name, flags, 0o600, dir_fd=self.dir_fd)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise OSError(errno.EINVAL, 'not a regular file', self.name)
+        return fd
 
     def acquire(self, timeout, clock=time.monotonic, sleep=time.sleep):
         """True once locked; False when still held by another run after `timeout` seconds."""
@@ -313,11 +334,13 @@ def _kept_text(kept):
 
 def cache_line(outcome, dry_run):
     """The log line of one cache: what went (or would), what stayed and why, how long it took."""
-    head = '%s %s %s: ' % (outcome['job_user'], outcome['kind'], outcome['path'])
+    head = '%s %s %s: ' % (outcome['job_user'], outcome['kind'], _fs.printable(outcome['path']))
     if outcome['state'] == 'locked':
         return head + 'skipped: another %s run held %s for %.0fs' % (PROG, outcome['lock'], outcome['duration'])
     if outcome['state'] == 'failed':
-        return head + 'failed: %s' % outcome['message']
+        return head + 'failed: %s' % _fs.printable(outcome['message'])
+    if outcome['state'] == 'skipped':
+        return head + 'left alone: %s' % _fs.printable(outcome['message'])
     if outcome['state'] == 'missing':
         return head + 'no cache yet, nothing to prune'
     result = outcome['result']
@@ -337,30 +360,27 @@ def cache_line(outcome, dry_run):
 # --------------------------------------------------------------------------- one run
 
 
-def _owner_name(path):
-    try:
-        return pwd.getpwuid(os.stat(path).st_uid).pw_name
-    except (OSError, KeyError):
-        return ''
-
-
 def _targets(config, account, shared):
-    """[(path, kind, busy uid, label)] as go_cache_prune resolves them for a user or explicit paths."""
+    """(targets, unlocated) as go_cache_prune resolves them for a user or the explicit shared caches."""
     if shared:
         targets = []
         for path, kind in config.caches:
-            targets.extend(_prune_run.resolve_targets(path=path, kind=kind))
-        return targets
+            targets.extend(_prune_run.resolve_targets(path=path, kind=kind)[0])
+        return targets, []
     return _prune_run.resolve_targets(account.pw_name, config.kinds, go=config.go)
 
 
-def prune_one(target, config, lock_dir, dry_run, freed_on_device):
+def _outcome(target, state, message=None):
+    return {'target': target, 'path': target.path, 'kind': target.kind, 'state': state, 'result': None,
+            'message': message, 'lock': None, 'duration': 0.0, 'ended': time.time()}
+
+
+def prune_one(target, config, lock_dir_fd, dry_run, freed_on_device):
     """Prune one cache under its lock; an outcome dict for the log line, the metrics and the exit code."""
-    path, kind, _uid, _label = target
     started = time.monotonic()
-    outcome = {'path': path, 'kind': kind, 'state': 'done', 'result': None, 'message': None, 'lock': None}
-    lock = CacheLock(lock_dir, os.path.realpath(path), exclusive=not dry_run)
-    outcome['lock'] = lock.path
+    outcome = _outcome(target, 'done')
+    lock = CacheLock(lock_dir_fd, os.path.normpath(target.path), exclusive=not dry_run)
+    outcome['lock'] = lock.name
     # if_busy=skip does not wait for another run either; wait and proceed wait up to busy_timeout
     # (proceed ignores Go builds, never a second prune of the same cache).
     timeout = 0 if config.policy.if_busy == 'skip' else config.policy.busy_timeout
@@ -369,13 +389,17 @@ def prune_one(target, config, lock_dir, dry_run, freed_on_device):
             outcome['state'] = 'locked'
         else:
             try:
-                result = _prune_run.run([target], config.policy, check_mode=dry_run, freed_on_device=freed_on_device)
+                state, value = _prune_run.prune_checked(target, config.policy, dry_run, time.time(),
+                                                        freed_on_device)
             finally:
                 lock.release()
-            if result['missing']:  # removed since the up-front check
+            if state == _locate.MISSING:  # removed since the up-front check
                 outcome['state'] = 'missing'
+            elif state == _locate.SKIPPED:  # changed hands since the up-front check
+                outcome['state'] = 'skipped'
+                outcome['message'] = value
             else:
-                outcome['result'] = result['caches'][0]
+                outcome['result'] = value
     except (OSError, OptionError) as exc:
         # OptionError here: the cache changed after the up-front check (e.g. it was removed).
         outcome['state'] = 'failed'
@@ -386,7 +410,7 @@ def prune_one(target, config, lock_dir, dry_run, freed_on_device):
 
 
 def exit_code(outcome):
-    if outcome['state'] == 'failed':
+    if outcome['state'] in ('failed', 'skipped'):
         return EXIT_FAILED
     if outcome['state'] == 'locked':
         return EXIT_BUSY
@@ -401,18 +425,20 @@ def exit_code(outcome):
 
 
 def metrics_sample(outcome, scope):
-    """Labels and values of one cache for _metrics.render, measured after the run."""
-    path = outcome['path']
-    facts = _facts.scan_cache(path, outcome['kind'], age_buckets=(), top=0, link_entries=False)
+    """Labels and values of one cache for _metrics.render, measured after the run (as the cache's owner)."""
+    target = outcome['target']
+    facts = {}
+    if outcome['state'] != 'skipped':
+        facts = _facts.scan_target(target, age_buckets=(), top=0, link_entries=False)
     result = outcome['result'] or {}
     code = exit_code(outcome)
     fs = facts.get('filesystem') or {}
     return {
-        'user': outcome['job_user'] if scope == 'user' else (facts.get('owner') or _owner_name(path)),
-        'kind': outcome['kind'], 'path': path, 'scope': scope,
-        'size_bytes': facts['bytes'], 'entries': facts['entries'],
+        'user': outcome['job_user'] if scope == 'user' else (facts.get('owner') or ''),
+        'kind': outcome['kind'], 'path': _fs.printable(outcome['path']), 'scope': scope,
+        'size_bytes': facts.get('bytes', 0), 'entries': facts.get('entries', 0),
         'removed_bytes': result.get('removed_bytes', 0), 'removed_entries': result.get('removed_entries', 0),
-        'errors': result.get('errors_total', 1 if outcome['state'] == 'failed' else 0),
+        'errors': result.get('errors_total', 1 if outcome['state'] in ('failed', 'skipped') else 0),
         'busy': 1 if code == EXIT_BUSY else 0, 'success': 1 if code == EXIT_OK else 0,
         'timestamp': round(outcome['ended'], 3), 'duration': round(outcome['duration'], 3),
         'fs_size_bytes': fs.get('size_bytes'), 'fs_free_bytes': fs.get('free_bytes'),
@@ -420,12 +446,14 @@ def metrics_sample(outcome, scope):
     }
 
 
-def write_metrics(config, outcomes, job, scope, account):
+def write_metrics(config, outcomes, job, scope):
+    """Replace the job's .prom file in metrics_dir, a directory no other account may write (private_dir)."""
     samples = [metrics_sample(outcome, scope) for outcome in outcomes if outcome['path']]
-    owner = None
-    if os.geteuid() == 0 and account is not None and account.pw_uid != 0:
-        owner = (account.pw_uid, account.pw_gid)
-    return _metrics.write_atomic(config.metrics_dir, _metrics.file_name(job), _metrics.render(samples), owner)
+    dir_fd = metrics_directory(config.metrics_dir)
+    try:
+        return _metrics.write_atomic(dir_fd, config.metrics_dir, _metrics.file_name(job), _metrics.render(samples))
+    finally:
+        os.close(dir_fd)
 
 
 def build_parser():
@@ -477,36 +505,52 @@ def _main(args, log):
         if args.check_config:
             log.line('%s: valid policy for %s' % (config.path, 'shared caches' if args.shared else account.pw_name))
             return EXIT_OK
-        targets = _targets(config, account, args.shared)
+        targets, unlocated = _targets(config, account, args.shared)
         # Every root is checked before any is touched, as go_cache_prune does.
-        checked, _missing = _prune_run.check_targets(targets)
-        lock_dir = lock_directory(config.lock_dir)
-        if config.metrics_dir and not args.dry_run and not os.path.isdir(config.metrics_dir):
-            raise OptionError('metrics_dir', config.metrics_dir, 'no such directory')
+        checked, _missing, skipped = _prune_run.check_targets(targets)
+        lock_dir_fd = lock_directory(config.lock_dir)
+        if config.metrics_dir and not args.dry_run:
+            os.close(metrics_directory(config.metrics_dir))
     except OptionError as exc:
         log.error(str(exc))
         return EXIT_CONFIG
+    try:
+        outcomes = _run_targets(args, log, config, account, targets, unlocated, checked, skipped, lock_dir_fd)
+    finally:
+        os.close(lock_dir_fd)
+    codes = set(exit_code(outcome) for outcome in outcomes)
+    if config.metrics_dir and not args.dry_run:
+        try:
+            write_metrics(config, outcomes, 'shared' if args.shared else 'user_' + account.pw_name,
+                          'shared' if args.shared else 'user')
+        except (OSError, OptionError) as exc:
+            log.error('metrics_dir %s: %s' % (config.metrics_dir, exc))
+            codes.add(EXIT_FAILED)
+    return next(code for code in EXIT_SEVERITY if code in codes) if codes else EXIT_OK
+
+
+def _run_targets(args, log, config, account, targets, unlocated, checked, skipped, lock_dir_fd):
+    """Prune the checked targets one at a time, logging each cache's line as it is done."""
     job_user = 'shared' if args.shared else account.pw_name
+    reasons = dict(((item['path'], item['kind']), item['reason']) for item in skipped)
     outcomes = []
     freed_on_device = {}
-    for target in targets:
-        if target in checked:
-            outcome = prune_one(target, config, lock_dir, args.dry_run, freed_on_device)
+    work = [(None, item) for item in unlocated] + [(target, None) for target in targets]
+    for target, unplaced in work:
+        if unplaced is not None:
+            # Go has no place for that cache (unset, relative): nothing to lock or prune, its metrics say 0.
+            outcome = _outcome(_locate.Target(unplaced['path'] or '', unplaced['kind'], account), 'missing')
+            outcome['path'] = unplaced['path']
+        elif target in checked:
+            outcome = prune_one(target, config, lock_dir_fd, args.dry_run, freed_on_device)
+        elif (_fs.printable(target.path), target.kind) in reasons:
+            outcome = _outcome(target, 'skipped', reasons[(_fs.printable(target.path), target.kind)])
         else:
             # An account without that cache (yet): nothing to lock or prune, its metrics say 0.
-            outcome = {'path': target[0] or None, 'kind': target[1], 'state': 'missing', 'result': None,
-                       'duration': 0.0, 'ended': time.time()}
+            outcome = _outcome(target, 'missing')
         outcome['job_user'] = job_user
         code = exit_code(outcome)
         log.line(cache_line(outcome, args.dry_run),
                  'info' if code == EXIT_OK else 'warning' if code == EXIT_BUSY else 'error')
         outcomes.append(outcome)
-    codes = set(exit_code(outcome) for outcome in outcomes)
-    if config.metrics_dir and not args.dry_run:
-        try:
-            write_metrics(config, outcomes, 'shared' if args.shared else 'user_' + account.pw_name,
-                          'shared' if args.shared else 'user', account)
-        except OSError as exc:
-            log.error('metrics_dir %s: %s' % (config.metrics_dir, exc))
-            codes.add(EXIT_FAILED)
-    return next(code for code in EXIT_SEVERITY if code in codes) if codes else EXIT_OK
+    return outcomes

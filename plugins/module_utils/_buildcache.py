@@ -19,6 +19,8 @@ entries can be joined one bucket at a time.
 from __future__ import annotations
 
 import concurrent.futures
+# Loaded now, not on first use: a child that dropped to an account may not read Python's files.
+import concurrent.futures.thread  # noqa: F401  pylint: disable=unused-import
 import os
 import stat
 import struct
@@ -28,6 +30,7 @@ from ansible_collections.gofleet.cache.plugins.module_utils import _fs
 README_NAME = 'README'
 README_MARKER = b'This directory holds cached build artifacts from the Go build system.'
 TRIM_NAME = 'trim.txt'
+LOG_NAME = 'log.txt'  # legacy; go clean -cache removes it
 FUZZ_DIR = 'fuzz'
 ENTRY_SIZE = 175  # len("v1 %x %x %20d %20d\n") with 32-byte IDs
 HEX_DIRS = ['%02x' % i for i in range(256)]
@@ -35,12 +38,14 @@ HEX_DIRS = ['%02x' % i for i in range(256)]
 # Packed records, one per file.  Prune keeps whole IDs (it needs the file
 # names back); facts keep no action ID and the first 16 bytes of output IDs
 # (a 2**-128 collision chance), 33 + 45 bytes a file instead of 81 + 61.
-# Fields: action ID, output ID, mtime ns, size, allocated bytes, valid.
-ACTION_FULL = struct.Struct('<32s32sqII?')
-ACTION_COMPACT = struct.Struct('<0s16sqII?')
-# Fields: output ID, mtime ns, size, allocated bytes, files (>1 for Go 1.24+ directory outputs), is dir.
-OUTPUT_FULL = struct.Struct('<32sqqqI?')
-OUTPUT_COMPACT = struct.Struct('<16sqqqI?')
+# Fields: action ID, output ID, mtime ns, size, allocated bytes, state (ACTION_*).
+ACTION_FULL = struct.Struct('<32s32sqIIB')
+ACTION_COMPACT = struct.Struct('<0s16sqIIB')
+ACTION_DEAD, ACTION_VALID, ACTION_UNREAD = 0, 1, 2
+# Fields: output ID, mtime ns, size, allocated bytes, files (>1 for Go 1.24+ directory outputs), flags (OUTPUT_*).
+OUTPUT_FULL = struct.Struct('<32sqqqIB')
+OUTPUT_COMPACT = struct.Struct('<16sqqqIB')
+OUTPUT_DIR, OUTPUT_UNREAD = 1, 2
 # Stat-only scans (link=False) keep per file: mtime ns, size, is an action file.
 FILE_RECORD = struct.Struct('<qq?')
 _NO_ID = b'\0' * 32
@@ -84,14 +89,22 @@ def _hex_id(name):
     return raw
 
 
+def is_entry_name(name, dirname, st):
+    """Whether a name in an entry directory is one of Go's entries: `<64 hex>-a` file or `-d` file/directory."""
+    kind_ok = stat.S_ISREG(st.st_mode) or (name.endswith('-d') and stat.S_ISDIR(st.st_mode))
+    return (kind_ok and len(name) == 66 and name[64] == '-' and name[65] in 'ad' and name[:2] == dirname
+            and _hex_id(name) is not None)
+
+
 class Entry(object):
     """One build cache entry after the join (an -a and, if present, its -d)."""
 
     __slots__ = ('action_id', 'output_id', 'action_mtime_ns', 'output_mtime_ns', 'last_used_ns',
-                 'action_bytes', 'output_bytes', 'disk_bytes', 'files', 'output_is_dir', 'owns_output', 'alive')
+                 'action_bytes', 'output_bytes', 'disk_bytes', 'files', 'output_is_dir', 'owns_output', 'alive',
+                 'unread')
 
     def __init__(self, action_id, output_id, action_mtime_ns, output_mtime_ns, action_bytes,
-                 output_bytes, disk_bytes, files, output_is_dir, owns_output, alive):
+                 output_bytes, disk_bytes, files, output_is_dir, owns_output, alive, unread=False):
         self.action_id = action_id
         self.output_id = output_id
         self.action_mtime_ns = action_mtime_ns
@@ -104,6 +117,9 @@ class Entry(object):
         self.output_is_dir = output_is_dir
         self.owns_output = owns_output
         self.alive = alive
+        # Part of it could not be read (an -a, a -d directory, or the directory its output lives in): whether it
+        # is alive is unknown, so it is never removed.
+        self.unread = unread
 
     @property
     def bytes(self):
@@ -131,6 +147,8 @@ class _Tally(object):
         self.symlinks_skipped = 0
         self.mounts_skipped = 0
         self.errors = _fs.ErrorLog()
+        self.unread = False  # the directory itself could not be listed
+        self.strays = 0  # names in an entry directory that are not Go's entries
         self.actions = {}   # output-ID bucket -> packed action records
         self.outputs = bytearray()
         self.unlinked = bytearray()  # stat-only scans: FILE_RECORDs
@@ -150,7 +168,7 @@ class _Tally(object):
 class BuildCacheScan(_Tally):
     """One pass over a build cache; see the module docstring."""
 
-    def __init__(self, root_fd, keep_action_ids=False, link=True):
+    def __init__(self, root_fd, keep_action_ids=False, link=True, boundary=None):
         """`link`: read every -a to join it with its -d (exact entries, orphans, shared outputs).
 
         Without it the scan is stat only, like du: entries are counted and
@@ -165,8 +183,14 @@ class BuildCacheScan(_Tally):
         self.output_record = OUTPUT_FULL if keep_action_ids else OUTPUT_COMPACT
         self.actions = [bytearray() for _i in range(256)]
         self.outputs = [bytearray() for _i in range(256)]
+        # Entry directories that could not be listed: their outputs are unknown.
+        self.unread_dirs = set()
         self.last_trim = None
-        self.root_dev = os.fstat(root_fd).st_dev
+        self.boundary = boundary or _fs.Boundary(root_fd)
+        self.root_dev = self.boundary.root_dev
+        # What state=absent sweeps besides entries: names in the entry directories that are not Go's, log.txt.
+        self.strays = 0
+        self.has_log = False
 
     def run(self):
         """Scan the cache; top-level files first, then the 256 entry directories."""
@@ -179,20 +203,28 @@ class BuildCacheScan(_Tally):
                 self.count(st)
                 if name == TRIM_NAME:
                     self.last_trim = self._read_trim()
+                elif name == LOG_NAME:
+                    self.has_log = True
             elif stat.S_ISDIR(st.st_mode) and name in hex_dirs:
-                if st.st_dev != self.root_dev:
+                if self.boundary.crosses(name, st):
                     self.mounts_skipped += 1
+                    self.unread_dirs.add(name)
+                    self.errors.add(name, _fs.CrossesMount(name))
                     continue
                 entry_dirs.append(name)
             elif stat.S_ISDIR(st.st_mode) and name != FUZZ_DIR:
                 # Not Go's: counted so that the totals add up, never entered for removal.
-                totals = self._subtree(self, name, name)
-                self.other_files += totals.files
-                self.other_bytes += totals.bytes
+                files, size = self.files, self.bytes
+                self._subtree(self, name, name)
+                self.other_files += self.files - files
+                self.other_bytes += self.bytes - size
         entry_dirs.sort()
         with concurrent.futures.ThreadPoolExecutor(max_workers=SCAN_THREADS) as pool:
             # map() yields in submission order: the records keep a deterministic order.
             for dirname, part in zip(entry_dirs, pool.map(self._scan_entry_dir, entry_dirs)):
+                if part.unread:
+                    self.unread_dirs.add(dirname)
+                self.strays += part.strays
                 self.add(part)
                 for bucket, records in part.actions.items():
                     self.actions[bucket] += records
@@ -207,13 +239,19 @@ class BuildCacheScan(_Tally):
             return None
 
     def _subtree(self, tally, name, rel, dir_fd=None):
+        """Totals of a directory below the root; None when any of it could not be read."""
         try:
-            fd = _fs.open_dir(name, self.root_fd if dir_fd is None else dir_fd)
+            fd = self.boundary.open_dir(name, self.root_fd if dir_fd is None else dir_fd, rel)
+        except _fs.CrossesMount as exc:
+            tally.mounts_skipped += 1
+            tally.errors.add(rel, exc)
+            return None
         except OSError as exc:
             tally.errors.add(rel, exc)
-            return _fs.TreeTotals()
+            return None
+        errors_before = tally.errors.total
         try:
-            totals = _fs.tree_totals(fd, rel, self.root_dev, tally.errors)
+            totals = _fs.tree_totals(fd, rel, self.boundary, tally.errors)
         finally:
             os.close(fd)
         tally.files += totals.files
@@ -221,21 +259,25 @@ class BuildCacheScan(_Tally):
         tally.disk_bytes += totals.disk_bytes
         tally.symlinks_skipped += totals.symlinks_skipped
         tally.mounts_skipped += totals.mounts_skipped
+        if tally.errors.total != errors_before or totals.mounts_skipped:
+            return None
         return totals
 
     def _scan_entry_dir(self, dirname):
         """One of the 256 directories, into a _Tally of its own (runs in a worker thread)."""
         part = _Tally()
         try:
-            dir_fd = _fs.open_dir(dirname, self.root_fd)
+            dir_fd = self.boundary.open_dir(dirname, self.root_fd, dirname)
         except OSError as exc:
             part.errors.add(dirname, exc)
+            part.unread = True
             return part
         try:
             try:
                 listing = _fs.list_dir(dir_fd)
             except OSError as exc:
                 part.errors.add(dirname, exc)
+                part.unread = True
                 return part
             self._scan_listing(part, dirname, dir_fd, listing)
         finally:
@@ -262,44 +304,52 @@ class BuildCacheScan(_Tally):
                     continue
                 entry_id = _hex_id(name) if is_entry else None
                 if entry_id is None:
+                    part.strays += 1
                     part.other_files += 1
                     part.other_bytes += st.st_size
                 elif name[65] == 'a':
+                    state = ACTION_VALID
                     try:
                         output_id = parse_action(_fs.read_small_file(name, dir_fd, ENTRY_SIZE + 1),
                                                  name[:64].encode('ascii'))
+                        if output_id is None:
+                            state = ACTION_DEAD
                     except OSError as exc:
                         part.errors.add(dirname + '/' + name, exc)
                         output_id = None
+                        state = ACTION_UNREAD
                     # Go treats an -a it cannot parse as a miss: dead weight, kept in bucket 0.
                     bucket = 0 if output_id is None else output_id[0]
                     record = pack_action(entry_id if keep_ids or output_id is None else b'', output_id or _NO_ID,
                                          st.st_mtime_ns, min(st.st_size, _U32), min(st.st_blocks * 512, _U32),
-                                         output_id is not None)
+                                         state)
                     if bucket in actions:
                         actions[bucket] += record
                     else:
                         actions[bucket] = bytearray(record)
                 else:
-                    outputs_here += pack_output(entry_id, st.st_mtime_ns, st.st_size, st.st_blocks * 512, 1, False)
+                    outputs_here += pack_output(entry_id, st.st_mtime_ns, st.st_size, st.st_blocks * 512, 1, 0)
             elif stat.S_ISDIR(mode):
                 rel = dirname + '/' + name
-                if st.st_dev != self.root_dev:
-                    part.mounts_skipped += 1
-                    continue
-                totals = self._subtree(part, name, rel, dir_fd)
+                files, size, disk = part.files, part.bytes, part.disk_bytes
+                complete = self._subtree(part, name, rel, dir_fd) is not None
+                files, size, disk = part.files - files, part.bytes - size, part.disk_bytes - disk
                 entry_id = _hex_id(name) if is_entry and name[65] == 'd' else None
                 if entry_id is not None and not link:
-                    unlinked += pack_file(st.st_mtime_ns, totals.bytes, False)
+                    unlinked += pack_file(st.st_mtime_ns, size, False)
                 elif entry_id is not None:
                     # Go 1.24+: a -d directory holding one executable (go run, go tool).
-                    outputs_here += pack_output(entry_id, st.st_mtime_ns, totals.bytes,
-                                                totals.disk_bytes, totals.files, True)
+                    outputs_here += pack_output(entry_id, st.st_mtime_ns, size, disk, files,
+                                                OUTPUT_DIR | (0 if complete else OUTPUT_UNREAD))
                 else:
-                    part.other_files += totals.files
-                    part.other_bytes += totals.bytes
+                    part.strays += 1
+                    part.other_files += files
+                    part.other_bytes += size
             elif stat.S_ISLNK(mode):
                 part.symlinks_skipped += 1
+                part.strays += 1
+            else:
+                part.strays += 1  # FIFOs, sockets: nothing of Go's
 
     def join(self):
         """Every Entry of join_buckets(), flattened."""
@@ -316,13 +366,15 @@ class BuildCacheScan(_Tally):
         """
         for bucket in range(256):
             outputs = {}
-            for output_id, mtime, size, disk, files, is_dir in self.output_record.iter_unpack(self.outputs[bucket]):
-                outputs[output_id] = (mtime, size, disk, files, is_dir)
+            for output_id, mtime, size, disk, files, flags in self.output_record.iter_unpack(self.outputs[bucket]):
+                outputs[output_id] = (mtime, size, disk, files, bool(flags & OUTPUT_DIR), bool(flags & OUTPUT_UNREAD))
             actions = list(self.action_record.iter_unpack(self.actions[bucket]))
+            # Outputs of this bucket that could not be listed: an entry naming one may be alive.
+            outputs_unread = HEX_DIRS[bucket] in self.unread_dirs
             # Which alive entry owns each shared output: the most recently used.
             owner = {}
-            for index, (_aid, output_id, a_mtime, _size, _disk, valid) in enumerate(actions):
-                out = outputs.get(output_id) if valid else None
+            for index, (_aid, output_id, a_mtime, _size, _disk, state) in enumerate(actions):
+                out = outputs.get(output_id) if state == ACTION_VALID else None
                 if out is None:
                     continue
                 last_used = max(a_mtime, out[0])
@@ -332,17 +384,19 @@ class BuildCacheScan(_Tally):
                 if current is None or last_used >= current[0]:
                     owner[output_id] = (last_used, index)
             entries = []
-            for index, (action_id, output_id, a_mtime, a_size, a_disk, valid) in enumerate(actions):
+            for index, (action_id, output_id, a_mtime, a_size, a_disk, state) in enumerate(actions):
+                valid = state == ACTION_VALID
                 out = outputs.get(output_id) if valid else None
                 if out is None:
                     entries.append(Entry(action_id, output_id if valid else None, a_mtime, 0, a_size, 0, a_disk, 1,
-                                         False, False, False))
+                                         False, False, False, state == ACTION_UNREAD or valid and outputs_unread))
                     continue
                 owns = owner[output_id][1] == index
                 entries.append(Entry(action_id, output_id, a_mtime, out[0], a_size, out[1],
                                      a_disk + (out[2] if owns else 0), 1 + (out[3] if owns else 0), out[4], owns,
-                                     True))
+                                     True, out[5]))
             for output_id, out in outputs.items():
                 if output_id not in owner:
-                    entries.append(Entry(None, output_id, 0, out[0], 0, out[1], out[2], out[3], out[4], True, False))
+                    entries.append(Entry(None, output_id, 0, out[0], 0, out[1], out[2], out[3], out[4], True, False,
+                                         out[5]))
             yield entries

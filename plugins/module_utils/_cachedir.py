@@ -4,26 +4,35 @@
 
 """Preparing a Go cache directory for an account, and moving the old cache into it.
 
-The directory: a missing parent inside a directory the account owns (its
-home, its GOPATH) is made as the account (a root-owned ~/.cache or
-GOPATH/pkg would lock the account out of its own files); other missing
-parents belong to root.  The cache directory itself gets the owner, group
-and mode asked for.
+Who acts where (SECURITY.md): the path is walked from / one component at a
+time.  Root creates what is missing only in directories root alone controls,
+and follows only links root owns there.  From the first directory the account
+owns, a child running as the account goes on, following the account's own
+links as Go would and creating what is missing as the account (a root-owned
+~/.cache or GOPATH/pkg would lock the account out of its own files).  A
+directory owned by any other account on the way is refused.  The directory
+reached is then held open: its owner, group and mode are set on that
+descriptor, after checking that it is the account's (or root's, in root's own
+space), never by name.
 
-Moving:
+Moving, as the old cache's owner (the old location is the account's choice,
+so it must be the account's own Go cache):
 
 Both caches may be moved freely: the build cache is content-addressed (a
 moved entry is found again) and a moved module cache only costs cache misses
 in the build cache, never an error.  What matters is that no state along the
 way makes Go believe in something that is not there:
 
-- On one file system the cache is renamed: atomic.
-- Across file systems every file is copied to a temporary name and renamed
-  into place, so a file under its final name is always whole.  A module
-  version counts as present for Go once its `.ziphash` exists, so every
-  `.ziphash` is copied after everything else; a run killed at any point leaves
-  the new cache with versions that are whole or absent.  A second run skips
-  what is already there (resumable).
+- On one mount the cache is renamed: atomic.  Where the account may not write
+  both parents, root renames the very directory the account's child checked
+  (held open by both), and checks afterwards that it is what arrived.
+- Otherwise every file is copied to a fresh temporary name and renamed into
+  place, so a file under its final name is always whole.  A module version
+  counts as present for Go once its `.ziphash` exists, so the `.ziphash` files
+  are copied last, and only by a run in which everything else was copied
+  without an error: a run killed or failing (ENOSPC) at any point leaves the
+  new cache with versions that are whole or absent for Go.  A second run
+  skips what is already there (resumable).
 - The old cache is then removed unit by unit, as `go_cache_prune state=absent`
   removes it (the same code), and finally its root.
 """
@@ -31,183 +40,23 @@ way makes Go believe in something that is not there:
 from __future__ import annotations
 
 import errno
-import grp
 import os
 import stat
+import time
 
 from ansible_collections.gofleet.cache.plugins.module_utils import _fs
+from ansible_collections.gofleet.cache.plugins.module_utils import _locate
+from ansible_collections.gofleet.cache.plugins.module_utils import _privsep
 from ansible_collections.gofleet.cache.plugins.module_utils import _prune
-from ansible_collections.gofleet.cache.plugins.module_utils import _users
 from ansible_collections.gofleet.cache.plugins.module_utils._units import OptionError
 
 METHODS = ('move', 'clean')
 KINDS = ('build', 'module')
 COPY_CHUNK = 1 << 20
 TEMPORARY_PREFIX = '.gofleet-migrate-'
-
-
-def _is_within(path, root):
-    return path == root or path.startswith(root.rstrip('/') + '/')
-
-
-def _device_of(path):
-    """st_dev of path, or of its nearest existing ancestor (where a new directory would be made)."""
-    while True:
-        try:
-            return os.stat(path).st_dev
-        except OSError as exc:
-            if exc.errno not in (errno.ENOENT, errno.ENOTDIR) or path == os.path.dirname(path):
-                raise
-            path = os.path.dirname(path)
-
-
-def _is_empty_dir(path):
-    try:
-        return os.path.isdir(path) and not os.path.islink(path) and not os.listdir(path)
-    except OSError:
-        return False
-
-
-class _Copier(object):
-    """Copies a tree file by file: owner, mode and times kept, links copied as links, never followed."""
-
-    def __init__(self, root_dev, check_mode, defer_suffix=None):
-        self.root_dev = root_dev
-        self.check_mode = check_mode
-        self.defer_suffix = defer_suffix
-        self.deferred = []
-        self.files = 0
-        self.bytes = 0
-        self.already_there = 0
-        self.errors = _fs.ErrorLog()
-        self.touched_version_lists = set()
-
-    def copy_tree(self, src_fd, dest, rel):
-        """Copy the directory open as src_fd to the path dest (made if missing)."""
-        st = os.fstat(src_fd)
-        if not self.check_mode:
-            self._make_dir(dest, st)
-        try:
-            listing = _fs.list_dir(src_fd)
-        except OSError as exc:
-            self.errors.add(rel or '.', exc)
-            return
-        for name, child_st in listing:
-            child_rel = rel + '/' + name if rel else name
-            target = os.path.join(dest, name)
-            if stat.S_ISDIR(child_st.st_mode):
-                if child_st.st_dev != self.root_dev:
-                    self.errors.add(child_rel, OSError(errno.EXDEV, 'mount point inside the cache: not copied'))
-                    continue
-                try:
-                    child_fd = _fs.open_dir(name, src_fd)
-                except OSError as exc:
-                    self.errors.add(child_rel, exc)
-                    continue
-                try:
-                    self.copy_tree(child_fd, target, child_rel)
-                finally:
-                    os.close(child_fd)
-            elif self.defer_suffix and name.endswith(self.defer_suffix):
-                self.deferred.append((rel, name, target, child_st))
-            else:
-                self.copy_entry(src_fd, name, target, child_rel, child_st)
-        if not self.check_mode:
-            self._settle_dir(dest, st)
-
-    def copy_deferred(self, src_fd):
-        for rel, name, target, child_st in self.deferred:
-            try:
-                parent_fd = _fs.open_rel_dir(src_fd, rel)
-            except OSError as exc:
-                self.errors.add(rel, exc)
-                continue
-            try:
-                self.copy_entry(parent_fd, name, target, rel + '/' + name, child_st)
-            finally:
-                os.close(parent_fd)
-
-    def copy_entry(self, src_dir_fd, name, target, rel, st):
-        if os.path.lexists(target):
-            self.already_there += 1
-            return
-        if not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
-            return  # sockets, fifos: nothing Go keeps in a cache
-        self.files += 1
-        self.bytes += st.st_size if stat.S_ISREG(st.st_mode) else 0
-        if rel.startswith('cache/download/') and rel.endswith('.mod'):
-            self.touched_version_lists.add(os.path.dirname(rel))
-        if self.check_mode:
-            return
-        directory = os.path.dirname(target)
-        temporary = os.path.join(directory, TEMPORARY_PREFIX + name)
-        restore = self._writable(directory)
-        try:
-            if stat.S_ISLNK(st.st_mode):
-                os.symlink(os.readlink(name, dir_fd=src_dir_fd), temporary)
-            else:
-                self._copy_file(src_dir_fd, name, temporary)
-            if os.geteuid() == 0:
-                os.chown(temporary, st.st_uid, st.st_gid, follow_symlinks=False)
-            if not stat.S_ISLNK(st.st_mode):
-                os.chmod(temporary, stat.S_IMODE(st.st_mode))
-            os.utime(temporary, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
-            os.rename(temporary, target)
-        except OSError as exc:
-            self.errors.add(rel, exc)
-            try:
-                os.unlink(temporary)
-            except OSError:
-                pass
-        finally:
-            if restore is not None:
-                os.chmod(directory, restore)
-
-    @staticmethod
-    def _copy_file(src_dir_fd, name, temporary):
-        src = _fs.open_file(name, src_dir_fd)
-        try:
-            dest = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, 'O_NOFOLLOW', 0), 0o600)
-            try:
-                while True:
-                    chunk = os.read(src, COPY_CHUNK)
-                    if not chunk:
-                        break
-                    view = memoryview(chunk)
-                    while view:
-                        view = view[os.write(dest, view):]
-            finally:
-                os.close(dest)
-        finally:
-            os.close(src)
-
-    def _make_dir(self, dest, st):
-        if not os.path.isdir(dest):
-            parent = os.path.dirname(dest)
-            restore = self._writable(parent)
-            try:
-                os.mkdir(dest, 0o700)
-                if os.geteuid() == 0:
-                    os.chown(dest, st.st_uid, st.st_gid)
-            finally:
-                if restore is not None:
-                    os.chmod(parent, restore)
-        self._writable(dest)
-
-    @staticmethod
-    def _settle_dir(dest, st):
-        # Go's module directories are read-only: they get their mode once their content is in.
-        os.chmod(dest, stat.S_IMODE(st.st_mode))
-        os.utime(dest, ns=(st.st_atime_ns, st.st_mtime_ns))
-
-    @staticmethod
-    def _writable(directory):
-        """Make a read-only directory writable for the owner; returns the mode to restore (or None)."""
-        mode = stat.S_IMODE(os.stat(directory).st_mode)
-        if mode & stat.S_IWUSR:
-            return None
-        os.chmod(directory, mode | stat.S_IRWXU)
-        return mode
+ZIPHASH = '.ziphash'
+_O_DIR_FOLLOW = os.O_RDONLY | os.O_DIRECTORY | getattr(os, 'O_CLOEXEC', 0)
+_O_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, 'O_NOFOLLOW', 0) | getattr(os, 'O_CLOEXEC', 0)
 
 
 def parse_mode(value, option='mode'):
@@ -224,59 +73,22 @@ def parse_mode(value, option='mode'):
     return mode
 
 
-def ensure_dir(path, account, group=None, mode=0o700, check_mode=False):
-    """Make `path` a directory owned by account (and group) with mode; returns (changed, [made])."""
-    real = _prune.check_cache_path(path, 'path')
-    gid = account.pw_gid
-    if group is not None:
-        try:
-            gid = grp.getgrnam(group).gr_gid if not str(group).isdigit() else int(group)
-        except KeyError:
-            raise OptionError('group', group, 'no such group')
-    if os.path.lexists(real) and not os.path.isdir(real):
-        raise OptionError('path', path, 'exists and is not a directory')
-    missing = []
-    probe = real
-    while not os.path.isdir(probe):
-        missing.append(probe)
-        probe = os.path.dirname(probe)
-    missing.reverse()
-    changed = bool(missing)
-    if not check_mode:
-        for directory in missing[:-1]:
-            if account.pw_uid != 0 and os.stat(os.path.dirname(directory)).st_uid == account.pw_uid:
-                # Inside the account's own tree (its home, its GOPATH): the account's, as Go would make it.
-                with _users.acting_as(account):
-                    os.mkdir(directory, 0o755)
-            else:
-                os.mkdir(directory, 0o755)
-        if missing:
-            os.mkdir(real, 0o700)
-    if os.path.isdir(real):
-        st = os.stat(real)
-        wrong_owner = (st.st_uid, st.st_gid) != (account.pw_uid, gid)
-        wrong_mode = stat.S_IMODE(st.st_mode) != mode
-        changed = changed or wrong_owner or wrong_mode
-        if not check_mode:
-            if wrong_owner or missing:
-                os.chown(real, account.pw_uid, gid)
-            os.chmod(real, mode)  # after chown, which clears the setgid bit
-    return changed, missing
+def _is_within(path, root):
+    return path == root or path.startswith(root.rstrip('/') + '/')
 
 
 def check_locations(src, dest, kind):
-    """(real src, dest) after refusing contradictions; OptionError names the option."""
+    """(src, dest) normalized, after refusing contradictions; OptionError names the option."""
     if kind not in KINDS:
         raise OptionError('kind', kind, 'expected one of %s' % ', '.join(KINDS))
     for option, value in (('migrate_from', src), ('path', dest)):
         if not value or not os.path.isabs(value):
             raise OptionError(option, value, 'must be an absolute path')
-    real_src = os.path.realpath(src)
-    real_dest = os.path.realpath(dest)
-    if _is_within(real_dest, real_src) or _is_within(real_src, real_dest):
+    src, dest = os.path.normpath(src), os.path.normpath(dest)
+    if _is_within(dest, src) or _is_within(src, dest):
         raise OptionError('path', dest, 'the new location %s and the old one %s must not contain each other'
-                          % (real_dest, real_src))
-    return real_src, real_dest
+                          % (dest, src))
+    return src, dest
 
 
 def nothing_moved():
@@ -285,39 +97,416 @@ def nothing_moved():
             'errors': [], 'errors_total': 0, 'reason': None}
 
 
-def migrate(src, dest, kind, method='move', check_mode=False, if_busy='wait', busy_timeout='15m', busy_uid=None):
-    """Move the cache at src into dest (method move) or remove it (method clean).
+# --------------------------------------------------------------------------- preparing the directory
 
-    Returns {changed, action: none|rename|copy|clean, files, bytes, already_there,
-    removed_bytes, errors, errors_total}.  A missing src, or one that is not
-    a Go cache of that kind, is left alone (action none, with the reason).
+
+class Prepared(object):
+    """The cache directory, held open: fd (None in check mode before it exists), its parent and name."""
+
+    def __init__(self, path, fd, parent_fd, name, created, device, mount, owners=()):
+        self.path = path
+        # Who the directory may belong to before it is settled: in root's space root or the account, in the
+        # account's own space the account only (anything else was reached through the account's links).
+        self.owners = owners
+        self.fd = fd
+        self.parent_fd = parent_fd
+        self.name = name
+        self.created = created
+        # Device and mount of the directory, or of the nearest one that exists (check mode).
+        self.device = device
+        self.mount = mount
+
+    def close(self):
+        for fd in (self.fd, self.parent_fd):
+            if fd is not None:
+                os.close(fd)
+        self.fd = self.parent_fd = None
+
+
+def _refusal(path, reason):
+    return OptionError('path', path, reason)
+
+
+def prepare(path, account, check_mode=False):
+    """Walk to `path` (see the module docstring), creating what is missing; a Prepared holding it open."""
+    normal = _locate.check_cache_path(path)
+    _locate.protected_dirs()
+    pending = [part for part in normal.split('/') if part]
+    fd = _fs.open_dir('/')
+    parent_fd = None
+    here = '/'
+    created = []
+    followed = 0
+    try:
+        while pending:
+            st = os.fstat(fd)
+            if account.pw_uid != 0 and st.st_uid == account.pw_uid:
+                return _prepare_as_account(normal, fd, here, pending, account, check_mode, created)
+            if st.st_uid != 0:
+                raise _refusal(path, '%s belongs to %s: %s\'s cache directory is not made in another account\'s '
+                               'directory' % (here, _locate.owner_name(st.st_uid), account.pw_name))
+            part = pending[0]
+            try:
+                target = _fs.trusted_link_target(fd, part)
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    raise _refusal(path, '%s is a symbolic link that another account controls'
+                                   % os.path.join(here, part))
+                if exc.errno != errno.ENOENT:
+                    raise
+                target = None
+            if target is not None:
+                followed += 1
+                if followed > _fs.MAX_SYMLINKS or '..' in target.split('/'):
+                    raise _refusal(path, '%s: a symbolic link root does not follow' % os.path.join(here, part))
+                pending[:1] = [item for item in target.split('/') if item and item != '.']
+                if target.startswith('/'):
+                    os.close(fd)
+                    fd = -1
+                    fd = _fs.open_dir('/')
+                    here = '/'
+                continue
+            pending.pop(0)
+            child = os.path.join(here, part)
+            try:
+                next_fd = _fs.open_dir(part, fd)
+            except OSError as exc:
+                if exc.errno == errno.ENOTDIR:
+                    raise _refusal(path, '%s exists and is not a directory' % child)
+                if exc.errno != errno.ENOENT:
+                    raise
+                if check_mode:
+                    created.append(child)
+                    created.extend(os.path.join(child, *pending[:index + 1]) for index in range(len(pending)))
+                    device = os.fstat(fd).st_dev
+                    return Prepared(normal, None, None, None, created, device, _fs.mount_id(fd))
+                next_fd = _make_dir_as_root(fd, part, child, 0o700 if not pending else 0o755, path)
+                created.append(child)
+            else:
+                if not pending and _fs.controlled_by_others(os.fstat(fd)) and os.fstat(next_fd).st_uid == 0 \
+                        and account.pw_uid != 0:
+                    # Others may rename root's directories in there: root hands over only one it just made.
+                    os.close(next_fd)
+                    raise _refusal(path, '%s exists in a directory other accounts may write; root does not hand '
+                                   'a directory it did not make there to %s' % (child, account.pw_name))
+            if not pending:
+                parent_fd = fd
+            else:
+                os.close(fd)
+            fd = next_fd
+            here = child
+        return _held(normal, fd, parent_fd, account, created, (0, account.pw_uid))
+    except BaseException:
+        for item in (fd, parent_fd):
+            if item is not None and item >= 0:
+                os.close(item)
+        raise
+
+
+def _make_dir_as_root(parent_fd, name, child, mode, path):
+    """mkdir in a root-owned directory, then open what was made and check it is root's own, still empty."""
+    try:
+        os.mkdir(name, mode, dir_fd=parent_fd)
+    except OSError as exc:
+        if exc.errno != errno.EEXIST:
+            raise
+    fd = _fs.open_dir(name, parent_fd)
+    st = os.fstat(fd)
+    if st.st_uid not in (0,) or _fs.list_dir(fd):
+        os.close(fd)
+        raise _refusal(path, '%s was replaced while it was being made' % child)
+    return fd
+
+
+def _held(normal, fd, parent_fd, account, created, owners):
+    """The Prepared for the directory reached; refused when it is a system or home directory or not ours."""
+    st = os.fstat(fd)
+    parent = os.fstat(parent_fd) if parent_fd is not None else None
+    reason = _locate.protected_dirs().get((st.st_dev, st.st_ino))
+    if not reason and st.st_uid not in owners:
+        reason = 'a directory that belongs to %s' % _locate.owner_name(st.st_uid)
+    if not reason and parent is not None and parent.st_uid not in (0, account.pw_uid):
+        reason = 'a directory inside one that belongs to %s' % _locate.owner_name(parent.st_uid)
+    if reason:
+        raise _refusal(normal, 'refusing %s (the cache directory of %s)' % (reason, account.pw_name))
+    return Prepared(normal, fd, parent_fd, os.path.basename(normal), created, st.st_dev, _fs.mount_id(fd), owners)
+
+
+def _prepare_as_account(normal, fd, here, pending, account, check_mode, created):
+    """The rest of the walk as the account; root then checks the directory it handed over."""
+    try:
+        outcome = _privsep.call_as(_privsep.Identity.of_account(account), _walk_as_account, fd, here, pending,
+                                   check_mode, keep_fds=[fd])
+    finally:
+        os.close(fd)
+    if isinstance(outcome, _privsep.WithFds):
+        made, fds = outcome.value, outcome.fds
+    else:
+        made, fds = outcome, []
+    created.extend(made['created'])
+    if not fds:
+        return Prepared(normal, None, None, None, created, made['device'], made['mount'])
+    parent_fd, final_fd = fds
+    try:
+        if not stat.S_ISDIR(os.fstat(final_fd).st_mode) or not stat.S_ISDIR(os.fstat(parent_fd).st_mode):
+            raise _refusal(normal, 'did not lead to a directory')
+        return _held(normal, final_fd, parent_fd, account, created, (account.pw_uid,))
+    except BaseException:
+        os.close(final_fd)
+        os.close(parent_fd)
+        raise
+
+
+def _walk_as_account(fd, here, pending, check_mode):
+    """(Child, as the account.) Open or make each remaining component, following the account's own links."""
+    created = []
+    fd = os.dup(fd)
+    parent_fd = None
+    try:
+        for index, part in enumerate(pending):
+            last = index == len(pending) - 1
+            child = os.path.join(here, part)
+            try:
+                next_fd = _fs._open(part, _O_DIR_FOLLOW, fd)  # pylint: disable=protected-access
+            except OSError as exc:
+                if exc.errno != errno.ENOENT:
+                    raise
+                if check_mode:
+                    created.extend(os.path.join(here, *pending[:stop + 1]) for stop in range(index, len(pending)))
+                    return {'created': created, 'device': os.fstat(fd).st_dev, 'mount': _fs.mount_id(fd)}
+                # Go's MkdirAll makes parents 0777 minus the umask; the cache itself starts private.
+                try:
+                    os.mkdir(part, 0o700 if last else 0o777, dir_fd=fd)
+                    created.append(child)
+                except OSError as exc2:
+                    if exc2.errno != errno.EEXIST:
+                        raise
+                next_fd = _fs._open(part, _O_DIR_FOLLOW, fd)  # pylint: disable=protected-access
+            if last:
+                parent_fd = fd
+            else:
+                os.close(fd)
+            fd = next_fd
+            here = child
+        result = _privsep.WithFds({'created': created}, [parent_fd, fd])
+        parent_fd = fd = None
+        return result
+    finally:
+        for item in (fd, parent_fd):
+            if item is not None:
+                os.close(item)
+
+
+def settle(prepared, account, gid, mode, check_mode=False, renamed_from=None):
+    """Give the held directory its owner, group and mode (by descriptor); whether anything changed.
+
+    After a rename (`renamed_from`: the old cache's owner) the directory at
+    the name is the old cache: it is reopened from the held parent, and must
+    be that account's.
+    """
+    fd = prepared.fd
+    if fd is None:
+        return True  # check mode: it would be made
+    if prepared.parent_fd is not None:
+        try:
+            current = _fs.open_dir(prepared.name, prepared.parent_fd)
+        except OSError as exc:
+            raise _refusal(prepared.path, 'changed while it was being prepared: %s' % exc.strerror)
+        os.close(fd)
+        fd = prepared.fd = current
+    st = os.fstat(fd)
+    owners = prepared.owners + ((renamed_from.pw_uid,) if renamed_from is not None else ())
+    if st.st_uid not in owners:
+        raise _refusal(prepared.path, 'changed while it was being prepared (now owned by %s)'
+                       % _locate.owner_name(st.st_uid))
+    wrong_owner = (st.st_uid, st.st_gid) != (account.pw_uid, gid)
+    wrong_mode = stat.S_IMODE(st.st_mode) != mode
+    if not check_mode:
+        if wrong_owner:
+            os.fchown(fd, account.pw_uid, gid)
+        if wrong_owner or wrong_mode:
+            os.fchmod(fd, mode)  # after chown, which clears the setgid bit
+    return wrong_owner or wrong_mode
+
+
+def prepare_and_migrate(path, account, gid, mode, kind=None, migrate_from=None, method='keep', old_owner=None,
+                        check_mode=False, if_busy='wait', busy_timeout='15m'):
+    """What go_cache_dir does: (changed, created, migration result) for the cache directory `path`.
+
+    The directory is prepared and settled (owner, group, mode) before the
+    old cache moves in as `old_owner` (default `account`), and settled again
+    when a rename put the old directory in its place.
+    """
+    old_owner = account if old_owner is None else old_owner
+    migrating = bool(migrate_from) and method != 'keep'
+    if migrating:
+        # Every refusal before the directory is made: bad input changes nothing on disk.
+        migrate_from, _dest = check_locations(migrate_from, path, kind)
+    prepared = prepare(path, account, check_mode)
+    try:
+        changed = bool(prepared.created)
+        changed = settle(prepared, account, gid, mode, check_mode) or changed
+        result = nothing_moved()
+        if migrating:
+            result = migrate(prepared, migrate_from, kind, method, old_owner, check_mode, if_busy, busy_timeout)
+            if result['action'] == 'rename' and not check_mode:
+                settle(prepared, account, gid, mode, renamed_from=old_owner)
+        moved = result.pop('changed', False)
+        return changed or moved, prepared.created, result
+    finally:
+        prepared.close()
+
+
+# --------------------------------------------------------------------------- moving the old cache
+
+
+def migrate(prepared, src, kind, method, owner, check_mode=False, if_busy='wait', busy_timeout='15m'):
+    """Move the cache at src into the prepared directory (method move) or remove it (method clean).
+
+    `owner`: the account the old cache belongs to; everything runs as it.
+    Returns {changed, action: none|rename|copy|clean, files, bytes,
+    already_there, removed_bytes, errors, errors_total, reason}.  A missing
+    src, or one that is not the owner's Go cache of that kind, is left alone
+    (action none, with the reason).
     """
     if method not in METHODS:
         raise OptionError('migrate', method, 'expected one of %s' % ', '.join(METHODS))
-    real_src, dest = check_locations(src, dest, kind)
+    policy = _prune.Policy(state='absent', if_busy=if_busy, busy_timeout=busy_timeout)
+    _locate.protected_dirs()
+    keep = [fd for fd in (prepared.fd, prepared.parent_fd) if fd is not None]
+    outcome = _privsep.call_as(_privsep.Identity.of_account(owner), _migrate_as_owner, prepared, src, kind, method,
+                               owner.pw_uid, check_mode, policy, keep_fds=keep)
+    if not isinstance(outcome, _privsep.WithFds):
+        return outcome
+    result, fds = outcome.value, outcome.fds
+    try:
+        if len(fds) != 2:
+            raise OptionError('migrate_from', src, 'the old cache changed while it was being moved')
+        if 'rename_by_root' in result:
+            return _rename_for_owner(prepared, result, fds, owner)
+        return _rmdir_for_owner(result, fds, owner)
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def _migrate_as_owner(prepared, src, kind, method, uid, check_mode, policy):
+    """(Child, as the old cache's owner.)  Check the old cache, then rename, copy or clean it."""
     result = nothing_moved()
-    if not os.path.isdir(real_src):
-        result['reason'] = 'nothing at the old location'
+    try:
+        src_fd = _fs._open(src, _O_DIR_FOLLOW)  # pylint: disable=protected-access
+    except OSError as exc:
+        result['reason'] = ('nothing at the old location' if exc.errno in (errno.ENOENT, errno.ENOTDIR)
+                            else 'old location left alone: %s' % exc.strerror)
         return result
     try:
-        _prune.check_root(real_src, kind, 'migrate_from')
-    except OptionError as exc:
-        result['reason'] = 'old location left alone: %s' % exc.reason
-        return result
-    policy = _prune.Policy(state='absent', if_busy=if_busy, busy_timeout=busy_timeout)
-    if method == 'move':
-        st = os.stat(real_src)
-        if _device_of(dest) == st.st_dev and (not os.path.exists(dest) or _is_empty_dir(dest)):
-            result.update(changed=True, action='rename')
-            if not check_mode:
-                _rename(real_src, dest)
+        st = os.fstat(src_fd)
+        if st.st_uid != uid:
+            result['reason'] = ('old location left alone: owned by %s, not by %s'
+                                % (_locate.owner_name(st.st_uid), _locate.owner_name(uid)))
             return result
-        copier = _copy(real_src, dest, kind, check_mode, st.st_dev)
-        result.update(changed=copier.files > 0, action='copy', files=copier.files, bytes=copier.bytes,
-                      already_there=copier.already_there, **copier.errors.as_result())
-        if copier.errors.total:
-            return result  # the old cache stays until every file is across; a second run resumes
-    removal = _prune.prune_cache(real_src, kind, policy, check_mode, busy_uid=busy_uid)
+        try:
+            _locate.check_root_fd(src_fd, kind, src, 'migrate_from')
+        except OptionError as exc:
+            result['reason'] = 'old location left alone: %s' % exc.reason
+            return result
+        if method == 'move':
+            renamed = _try_rename(prepared, src, src_fd, st, check_mode, result)
+            if renamed is not None:
+                return renamed
+            _copy(src_fd, prepared, kind, check_mode, result)
+            if result['errors_total']:
+                return result  # the old cache stays until every file is across; a second run resumes
+        return _remove_old(src, src_fd, kind, method, check_mode, policy, result)
+    finally:
+        os.close(src_fd)
+
+
+def _parent_of(src, src_fd):
+    """(Child.)  fd of the directory holding src, checked to hold that very directory under its name."""
+    parent_fd = _fs._open(os.path.dirname(src), _O_DIR_FOLLOW)  # pylint: disable=protected-access
+    try:
+        entry = os.stat(os.path.basename(src), dir_fd=parent_fd, follow_symlinks=False)
+        held = os.fstat(src_fd)
+        if (entry.st_dev, entry.st_ino) != (held.st_dev, held.st_ino):
+            raise OSError(errno.ESTALE, 'the old cache changed while it was being moved', src)
+    except BaseException:
+        os.close(parent_fd)
+        raise
+    return parent_fd
+
+
+def _try_rename(prepared, src, src_fd, st, check_mode, result):
+    """A rename when both sides are on one mount and the new directory is empty; None to copy instead."""
+    if prepared.device != st.st_dev or prepared.mount != _fs.mount_id(src_fd):
+        return None
+    if prepared.fd is not None and _fs.list_dir(prepared.fd):
+        return None  # a cache to merge into
+    result.update(changed=True, action='rename')
+    if check_mode:
+        return result
+    parent_fd = _parent_of(src, src_fd)
+    try:
+        os.rename(os.path.basename(src), prepared.name, src_dir_fd=parent_fd, dst_dir_fd=prepared.parent_fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EACCES, errno.EPERM):
+            os.close(parent_fd)
+            raise
+    else:
+        os.close(parent_fd)
+        return result
+    # The owner may not write the new directory's parent: root renames this very directory (see migrate).
+    result['rename_by_root'] = os.path.basename(src)
+    return _privsep.WithFds(result, [parent_fd, os.dup(src_fd)])
+
+
+def _rename_for_owner(prepared, result, fds, owner):
+    """Root's rename of the old cache the owner's child checked and holds; then checks what arrived."""
+    name = result.pop('rename_by_root')
+    parent_fd, src_fd = fds
+    if prepared.parent_fd is None:
+        raise OptionError('path', prepared.path, 'its parent is not held: cannot rename into it')
+    held = _held_old_cache(name, parent_fd, src_fd, owner)
+    os.rename(name, prepared.name, src_dir_fd=parent_fd, dst_dir_fd=prepared.parent_fd)
+    arrived = os.stat(prepared.name, dir_fd=prepared.parent_fd, follow_symlinks=False)
+    if (arrived.st_dev, arrived.st_ino) != (held.st_dev, held.st_ino):
+        raise OptionError('migrate_from', name, 'the old cache was swapped while it was being moved; what '
+                          'arrived at %s belongs to %s' % (prepared.path, owner.pw_name))
+    return result
+
+
+def _held_old_cache(name, parent_fd, src_fd, owner):
+    """(Root.)  Check that the directory the owner's child holds is still the one under `name` in parent_fd."""
+    held = os.fstat(src_fd)
+    entry = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+    if (not stat.S_ISDIR(held.st_mode) or held.st_uid != owner.pw_uid
+            or (entry.st_dev, entry.st_ino) != (held.st_dev, held.st_ino)):
+        raise OptionError('migrate_from', name, 'the old cache changed while it was being moved')
+    return held
+
+
+def _rmdir_for_owner(result, fds, owner):
+    """Root's removal of the emptied old root, where its owner may not write the directory that holds it."""
+    name = result.pop('rmdir_by_root')
+    parent_fd, src_fd = fds
+    _held_old_cache(name, parent_fd, src_fd, owner)
+    errors = _error_log(result)
+    if _fs.list_dir(src_fd):
+        errors.add(name, OSError(errno.ENOTEMPTY, 'not empty any more: left alone'))
+    else:
+        try:
+            os.rmdir(name, dir_fd=parent_fd)
+        except OSError as exc:
+            errors.add(name, exc)
+    result.update(errors.as_result())
+    return result
+
+
+def _remove_old(src, src_fd, kind, method, check_mode, policy, result):
+    """(Child.)  The old cache emptied unit by unit like go_cache_prune state=absent, then its root removed."""
+    target = _locate.Target(src, kind)
+    removal = _prune.prune_root(src_fd, src, target, policy, check_mode, time.time(), os.geteuid(),
+                                {})
     result['removed_bytes'] = removal['removed_bytes']
     result['changed'] = True
     if method == 'clean':
@@ -325,55 +514,292 @@ def migrate(src, dest, kind, method='move', check_mode=False, if_busy='wait', bu
     if removal['busy']:
         result['reason'] = 'Go builds were using the old cache: %d units left there' % removal['kept'].get('busy', 0)
         return result
-    if not check_mode:
-        errors = _fs.ErrorLog()
-        parent_fd = _fs.open_dir(os.path.dirname(real_src))
-        try:
-            _prune.remove_tree(parent_fd, os.path.basename(real_src), os.lstat(real_src).st_dev, errors,
-                               real_src)
-        finally:
-            os.close(parent_fd)
-        result['errors'] = (result['errors'] + removal['errors'] + errors.items)[:_fs.MAX_REPORTED_ERRORS]
-        result['errors_total'] += removal['errors_total'] + errors.total
+    errors = _fs.ErrorLog()
+    errors.merge(_error_log(result))
+    errors.merge(_error_log(removal))
+    if not check_mode and not removal['errors_total']:
+        # What state=absent keeps so that a cache stays a cache (README, the empty directories) goes too.
+        _prune.remove_contents(src_fd, _fs.Boundary(src_fd), errors, src)
+    result.update(errors.as_result())
+    if check_mode or result['errors_total']:
+        return result
+    try:
+        parent_fd = _parent_of(src, src_fd)
+    except OSError as exc:
+        errors.add(src, exc)
+        result.update(errors.as_result())
+        return result
+    try:
+        os.rmdir(os.path.basename(src), dir_fd=parent_fd)
+    except OSError as exc:
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            # The owner may not write the directory holding its old cache: root removes the (empty) root.
+            result['rmdir_by_root'] = os.path.basename(src)
+            return _privsep.WithFds(result, [parent_fd, os.dup(src_fd)])
+        errors.add(src, exc)
+        result.update(errors.as_result())
+    os.close(parent_fd)
     return result
 
 
-def _rename(real_src, dest):
-    """Rename the cache into place; an empty directory prepared at dest keeps its owner and mode."""
-    prepared = os.stat(dest) if os.path.isdir(dest) else None
-    parent = os.path.dirname(dest)
-    if not os.path.isdir(parent):
-        os.makedirs(parent, 0o755)
-    os.rename(real_src, dest)
-    if prepared is not None:
-        os.chown(dest, prepared.st_uid, prepared.st_gid)
-        os.chmod(dest, stat.S_IMODE(prepared.st_mode))
+def _error_log(result):
+    log = _fs.ErrorLog()
+    log.items = list(result['errors'])
+    log.total = result['errors_total']
+    return log
 
 
-def _copy(real_src, dest, kind, check_mode, root_dev):
-    """Copy every file; for a module cache every .ziphash last, then rewrite the @v/list files touched."""
-    copier = _Copier(root_dev, check_mode, defer_suffix='.ziphash' if kind == 'module' else None)
-    if not check_mode and not os.path.isdir(os.path.dirname(dest)):
-        os.makedirs(os.path.dirname(dest), 0o755)
-    prepared = os.stat(dest) if os.path.isdir(dest) else None
-    src_fd = _fs.open_dir(real_src)
+# --------------------------------------------------------------------------- copying
+
+
+class _Copier(object):
+    """Copies a tree file by file between two open directories: modes and times kept, links copied as links.
+
+    Everything is relative to descriptors; new files get fresh temporary names
+    created exclusively and are renamed into place whole.  Root (copying a
+    cache root owns) gives each file its source's owner on the new
+    descriptor; anyone else's copies are simply theirs.
+    """
+
+    def __init__(self, boundary, check_mode, defer_suffix=None):
+        self.boundary = boundary
+        self.check_mode = check_mode
+        self.defer_suffix = defer_suffix
+        self.deferred = []
+        self.files = 0
+        self.bytes = 0
+        self.already_there = 0
+        self.errors = _fs.ErrorLog()
+        self.touched_version_lists = set()
+        self.keep_owner = os.geteuid() == 0
+
+    def copy_tree(self, src_fd, dest_fd):
+        """Copy the contents of src_fd into dest_fd (dest_fd None in check mode when it does not exist)."""
+        try:
+            listing = _fs.list_dir(src_fd)
+        except OSError as exc:
+            self.errors.add('.', exc)
+            return
+        # [source fd, copy fd, rel, entries, source stat]; every frame but the first owns its two fds.
+        frames = [[src_fd, dest_fd, '', iter(listing), None]]
+        if dest_fd is not None:
+            self._clear_leftovers(dest_fd, '')
+        try:
+            while frames:
+                here_src, here_dest, here, entries, _st = frames[-1]
+                for name, st in entries:
+                    rel = here + '/' + name if here else name
+                    if stat.S_ISDIR(st.st_mode):
+                        pushed = self._enter(here_src, here_dest, name, rel, st, len(frames))
+                        if pushed is not None:
+                            frames.append(pushed)
+                            break
+                    elif self.defer_suffix and name.endswith(self.defer_suffix):
+                        self.deferred.append((here, name, st))
+                    else:
+                        self.copy_entry(here_src, here_dest, name, rel, st)
+                else:
+                    done = frames.pop()
+                    if not frames:
+                        break
+                    os.close(done[0])
+                    if done[1] is not None:
+                        if not self.check_mode:
+                            self._settle_dir(done[1], done[4])
+                        os.close(done[1])
+        finally:
+            for frame in frames[1:]:
+                for fd in frame[:2]:
+                    if fd is not None:
+                        os.close(fd)
+
+    def _enter(self, src_parent, dest_parent, name, rel, st, depth):
+        """The frame for a source directory and its copy (made if missing), or None when it cannot be entered."""
+        if len(rel.split('/')) > _fs.MAX_DEPTH or depth > _fs.MAX_DEPTH:
+            self.errors.add(rel, _fs.TooDeep(rel))
+            return None
+        try:
+            if self.boundary.crosses(rel, st):
+                raise _fs.CrossesMount(rel)
+            child_src = self.boundary.open_dir(name, src_parent, rel)
+        except OSError as exc:
+            self.errors.add(rel, exc)
+            return None
+        try:
+            listing = _fs.list_dir(child_src)
+        except OSError as exc:
+            os.close(child_src)
+            self.errors.add(rel, exc)
+            return None
+        child_dest = None
+        if dest_parent is not None:
+            try:
+                child_dest = self._dest_dir(dest_parent, name, st, rel)
+            except OSError as exc:
+                os.close(child_src)
+                self.errors.add(rel, exc)
+                return None
+        return [child_src, child_dest, rel, iter(listing), st]
+
+    def _clear_leftovers(self, dest_fd, rel):
+        """Temporary files of a copy killed before it could rename them: never whole, so removed."""
+        if self.check_mode:
+            return
+        for name, st in _fs.list_dir(dest_fd):
+            if name.startswith(TEMPORARY_PREFIX) and not stat.S_ISDIR(st.st_mode):
+                with _writable(dest_fd):
+                    _prune.unlink_entry(name, dest_fd, self.errors, rel + '/' + name if rel else name)
+
+    def _dest_dir(self, dest_parent, name, st, rel):
+        """The copy's directory: opened (never through a link), or made; writable while it is filled."""
+        try:
+            fd = _fs.open_dir(name, dest_parent)
+            self._clear_leftovers(fd, rel)
+        except OSError as exc:
+            if exc.errno != errno.ENOENT:
+                raise
+            if self.check_mode:
+                return None
+            with _writable(dest_parent):
+                os.mkdir(name, 0o700, dir_fd=dest_parent)
+            fd = _fs.open_dir(name, dest_parent)
+            if self.keep_owner:
+                os.fchown(fd, st.st_uid, st.st_gid)
+        return fd
+
+    @staticmethod
+    def _settle_dir(fd, st):
+        # Go's module directories are read-only: they get their mode once their content is in.
+        os.fchmod(fd, stat.S_IMODE(st.st_mode))
+        os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+    def copy_deferred(self, src_root, dest_root):
+        """The deferred files (.ziphash): only when nothing else failed, so that no partial version looks whole."""
+        if self.errors.total:
+            return
+        for rel, name, st in self.deferred:
+            path = rel + '/' + name if rel else name
+            try:
+                src_fd = self.boundary.open_rel_dir(src_root, rel)
+            except OSError as exc:
+                self.errors.add(path, exc)
+                continue
+            try:
+                dest_fd = None if dest_root is None else _open_rel_nofollow(dest_root, rel)
+            except OSError as exc:
+                os.close(src_fd)
+                self.errors.add(path, exc)
+                continue
+            try:
+                self.copy_entry(src_fd, dest_fd, name, path, st)
+            finally:
+                os.close(src_fd)
+                if dest_fd is not None:
+                    os.close(dest_fd)
+
+    def copy_entry(self, src_dir_fd, dest_dir_fd, name, rel, st):
+        if not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
+            return  # FIFOs, sockets: nothing Go keeps in a cache
+        if dest_dir_fd is not None:
+            try:
+                os.stat(name, dir_fd=dest_dir_fd, follow_symlinks=False)
+                self.already_there += 1
+                return
+            except OSError as exc:
+                if exc.errno != errno.ENOENT:
+                    self.errors.add(rel, exc)
+                    return
+        self.files += 1
+        self.bytes += st.st_size if stat.S_ISREG(st.st_mode) else 0
+        if rel.startswith('cache/download/') and rel.endswith('.mod'):
+            self.touched_version_lists.add(os.path.dirname(rel))
+        if self.check_mode:
+            return
+        temporary = '%s%s.%s' % (TEMPORARY_PREFIX, name, os.urandom(4).hex())
+        try:
+            with _writable(dest_dir_fd):
+                if stat.S_ISLNK(st.st_mode):
+                    os.symlink(os.readlink(name, dir_fd=src_dir_fd), temporary, dir_fd=dest_dir_fd)
+                    if self.keep_owner:
+                        os.chown(temporary, st.st_uid, st.st_gid, dir_fd=dest_dir_fd, follow_symlinks=False)
+                    os.utime(temporary, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=dest_dir_fd,
+                             follow_symlinks=False)
+                else:
+                    self._copy_file(src_dir_fd, name, dest_dir_fd, temporary, st)
+                os.rename(temporary, name, src_dir_fd=dest_dir_fd, dst_dir_fd=dest_dir_fd)
+        except OSError as exc:
+            self.errors.add(rel, exc)
+            try:
+                os.unlink(temporary, dir_fd=dest_dir_fd)
+            except OSError:
+                pass
+
+    def _copy_file(self, src_dir_fd, name, dest_dir_fd, temporary, st):
+        src = _fs.open_file(name, src_dir_fd)
+        try:
+            dest = os.open(temporary, _O_NEW, 0o600, dir_fd=dest_dir_fd)
+            try:
+                while True:
+                    chunk = os.read(src, COPY_CHUNK)
+                    if not chunk:
+                        break
+                    view = memoryview(chunk)
+                    while view:
+                        view = view[os.write(dest, view):]
+                if self.keep_owner:
+                    os.fchown(dest, st.st_uid, st.st_gid)
+                os.fchmod(dest, stat.S_IMODE(st.st_mode))
+                os.utime(dest, ns=(st.st_atime_ns, st.st_mtime_ns))
+            finally:
+                os.close(dest)
+        finally:
+            os.close(src)
+
+
+class _writable(object):
+    """Context: a read-only directory (Go's module trees) writable for its owner meanwhile."""
+
+    def __init__(self, fd):
+        self.fd = fd
+        self.restore = None
+
+    def __enter__(self):
+        mode = stat.S_IMODE(os.fstat(self.fd).st_mode)
+        if not mode & stat.S_IWUSR:
+            os.fchmod(self.fd, mode | stat.S_IRWXU)
+            self.restore = mode
+        return self
+
+    def __exit__(self, *exc_info):
+        if self.restore is not None:
+            os.fchmod(self.fd, self.restore)
+        return False
+
+
+def _open_rel_nofollow(root_fd, rel):
+    fd = os.dup(root_fd)
     try:
-        copier.copy_tree(src_fd, dest, '')
-        copier.copy_deferred(src_fd)
-    finally:
-        os.close(src_fd)
-    if check_mode:
-        return copier
-    if prepared is not None:
-        # A directory prepared for the cache keeps its owner and mode.
-        os.chown(dest, prepared.st_uid, prepared.st_gid)
-        os.chmod(dest, stat.S_IMODE(prepared.st_mode))
-    dest_fd = _fs.open_dir(dest)
-    try:
+        for part in [item for item in rel.split('/') if item]:
+            next_fd = _fs.open_dir(part, fd)
+            os.close(fd)
+            fd = next_fd
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _copy(src_fd, prepared, kind, check_mode, result):
+    """(Child.)  Copy every file; for a module cache the .ziphash files last, then rewrite the touched @v/lists."""
+    copier = _Copier(_fs.Boundary(src_fd), check_mode, defer_suffix=ZIPHASH if kind == 'module' else None)
+    dest_fd = prepared.fd
+    copier.copy_tree(src_fd, dest_fd)
+    copier.copy_deferred(src_fd, dest_fd)
+    if not check_mode and dest_fd is not None:
         for at_v in sorted(copier.touched_version_lists):
             # Merged caches: @v/list must name every version whose .mod is now there (Go reads it offline).
             try:
-                at_v_fd = _fs.open_rel_dir(dest_fd, at_v)
+                at_v_fd = _open_rel_nofollow(dest_fd, at_v)
             except OSError as exc:
                 copier.errors.add(at_v, exc)
                 continue
@@ -381,6 +807,5 @@ def _copy(real_src, dest, kind, check_mode, root_dev):
                 _prune.rewrite_version_list(at_v_fd, copier.errors, at_v + '/list')
             finally:
                 os.close(at_v_fd)
-    finally:
-        os.close(dest_fd)
-    return copier
+    result.update(changed=copier.files > 0, action='copy', files=copier.files, bytes=copier.bytes,
+                  already_there=copier.already_there, **copier.errors.as_result())

@@ -11,21 +11,22 @@ age buckets, the `top` largest modules and at most a few errors per cache.
 from __future__ import annotations
 
 import bisect
-import errno
 import heapq
 import os
-import pwd
 import stat
 import time
 
 from ansible_collections.gofleet.cache.plugins.module_utils import _buildcache
 from ansible_collections.gofleet.cache.plugins.module_utils import _fs
-from ansible_collections.gofleet.cache.plugins.module_utils import _goenv
+from ansible_collections.gofleet.cache.plugins.module_utils import _locate
 from ansible_collections.gofleet.cache.plugins.module_utils import _modcache
+from ansible_collections.gofleet.cache.plugins.module_utils import _privsep
 from ansible_collections.gofleet.cache.plugins.module_utils import _users
 from ansible_collections.gofleet.cache.plugins.module_utils._units import OptionError, iso_utc, parse_duration
 
-KINDS = ('build', 'module', 'fuzz')
+KINDS = _locate.KINDS
+# The largest modules listed per module cache: enough for any report, small enough for any result.
+MAX_TOP = 1000
 DEFAULT_AGE_BUCKETS = ('7d', '30d', '90d')
 NS = 1000000000
 
@@ -148,7 +149,7 @@ def module_cache_facts(root_fd, buckets, now, top, use_atime):
                  versions=states['complete'] + states['download_only'], complete=states['complete'],
                  download_only=states['download_only'], graph_only=graph_only, incomplete=states['incomplete'],
                  incomplete_bytes=incomplete_bytes, tmp_files=scan.tmp_files, toolchains=toolchains,
-                 top_modules=[{'module': name, 'versions': totals[0], 'bytes': totals[1]} for name, totals in largest],
+                 top_modules=[{'module': _fs.printable(name), 'versions': totals[0], 'bytes': totals[1]} for name, totals in largest],
                  sumdb_bytes=scan.sumdb_bytes, vcs_bytes=scan.vcs_bytes,
                  age_basis='atime' if use_atime else 'mtime')
     return facts
@@ -166,7 +167,7 @@ def fuzz_cache_facts(root_fd, buckets, now):
     def on_mount(_path):
         totals.mounts_skipped += 1
 
-    for _parent, _rel, _name, st in _fs.walk_files(root_fd, '', os.fstat(root_fd).st_dev, errors,
+    for _parent, _rel, _name, st in _fs.walk_files(root_fd, '', _fs.Boundary(root_fd), errors,
                                                    on_symlink, on_mount):
         totals.add_file(st)
         ages.add(st.st_mtime_ns, st.st_size)
@@ -188,56 +189,83 @@ def _empty_counts(kind):
     return facts
 
 
+def _scan_job(root_fd, real_path, target, age_buckets, top, now, mountinfo, link_entries):
+    """Facts of one open cache root (run as its owner by _locate.on_root)."""
+    kind = target.kind
+    root_stat = os.fstat(root_fd)
+    facts = {'real_path': _fs.printable(real_path), 'exists': True,
+             'mode': '%04o' % stat.S_IMODE(root_stat.st_mode),
+             'filesystem': _fs.filesystem_facts(mountinfo_text=mountinfo, fd=root_fd)}
+    if kind == 'build':
+        facts['valid'] = _buildcache.is_build_cache(root_fd)
+        scanned = build_cache_facts(root_fd, age_buckets, now, link_entries) if facts['valid'] else None
+    elif kind == 'module':
+        facts['valid'] = _modcache.is_module_cache(root_fd)
+        use_atime = bool(facts['filesystem'].get('atime_updates'))
+        scanned = module_cache_facts(root_fd, age_buckets, now, top, use_atime) if facts['valid'] else None
+    else:
+        facts['valid'] = True
+        scanned = fuzz_cache_facts(root_fd, age_buckets, now)
+    if scanned is None:
+        facts['errors'] = [{'path': facts['real_path'], 'error': 'not a Go %s cache (%s); not scanned' % (
+            kind, _locate.NOT_A_CACHE[kind])}]
+        facts['errors_total'] = 1
+    else:
+        facts.update(scanned)
+    return facts
+
+
+def _cache_item(target, outcome, mountinfo):
+    """The facts of one cache from on_root's [state, value, owner]."""
+    state, value, owner = outcome
+    item = {'kind': target.kind, 'path': _fs.printable(target.path), 'real_path': None, 'exists': False,
+            'valid': False, 'owner': owner, 'skipped': None, 'filesystem': None}
+    item.update(_empty_counts(target.kind))
+    if state == _locate.OK:
+        item.update(value)
+    elif state == _locate.SKIPPED:
+        item.update(exists=True, skipped=value)
+        item['errors'] = [{'path': item['path'], 'error': value}]
+        item['errors_total'] = 1
+    return item
+
+
+def _missing_item(target, mountinfo, error=None):
+    item = _cache_item(target, [_locate.MISSING, None, None], mountinfo)
+    item['filesystem'] = _fs.filesystem_facts(_existing_parent(target.path), mountinfo)
+    if error:
+        item['errors'] = [{'path': item['path'], 'error': error}]
+        item['errors_total'] = 1
+    return item
+
+
 def _existing_parent(path):
     while path and path != '/' and not os.path.exists(path):
         path = os.path.dirname(path)
     return path or '/'
 
 
-def _owner_name(uid):
+def scan_target(target, age_buckets=DEFAULT_AGE_BUCKETS, top=10, now=None, mountinfo=None, link_entries=True):
+    """Facts of one cache, scanned as its owner (see _locate): what go_cache_facts reports per cache."""
+    now = time.time() if now is None else now
     try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return str(uid)
+        outcome = _locate.on_root(target, _scan_job, age_buckets, top, now, mountinfo, link_entries, check=False)
+    except _locate.NoSuchCache:
+        return _missing_item(target, mountinfo)
+    except OptionError as exc:
+        return _missing_item(target, mountinfo, exc.reason)
+    except OSError as exc:
+        item = _missing_item(target, mountinfo, exc.strerror or str(exc))
+        item['exists'] = None
+        return item
+    if outcome[0] == _locate.MISSING:
+        return _missing_item(target, mountinfo)
+    return _cache_item(target, outcome, mountinfo)
 
 
 def scan_cache(path, kind, age_buckets=DEFAULT_AGE_BUCKETS, top=10, now=None, mountinfo=None, link_entries=True):
-    """Facts of one cache directory (no user, no source): what go_cache_facts reports per cache."""
-    now = time.time() if now is None else now
-    real_path = os.path.realpath(path)
-    facts = {'kind': kind, 'path': path, 'real_path': real_path, 'exists': False, 'valid': False}
-    facts['filesystem'] = _fs.filesystem_facts(_existing_parent(real_path), mountinfo)
-    facts.update(_empty_counts(kind))
-    try:
-        root_fd = _fs.open_dir(real_path)
-    except OSError as exc:
-        if exc.errno not in (errno.ENOENT, errno.ENOTDIR):
-            facts['errors'] = [{'path': real_path, 'error': exc.strerror}]
-            facts['errors_total'] = 1
-            facts['exists'] = os.path.lexists(real_path)
-        return facts
-    try:
-        root_stat = os.fstat(root_fd)
-        facts.update(exists=True, owner=_owner_name(root_stat.st_uid), mode='%04o' % stat.S_IMODE(root_stat.st_mode))
-        if kind == 'build':
-            facts['valid'] = _buildcache.is_build_cache(root_fd)
-            scanned = build_cache_facts(root_fd, age_buckets, now, link_entries) if facts['valid'] else None
-        elif kind == 'module':
-            facts['valid'] = _modcache.is_module_cache(root_fd)
-            use_atime = bool(facts['filesystem'].get('atime_updates'))
-            scanned = module_cache_facts(root_fd, age_buckets, now, top, use_atime) if facts['valid'] else None
-        else:
-            facts['valid'] = True
-            scanned = fuzz_cache_facts(root_fd, age_buckets, now)
-        if scanned is None:
-            facts['errors'] = [{'path': real_path, 'error': 'not a Go %s cache (%s); not scanned' % (
-                kind, 'README marker missing' if kind == 'build' else 'no cache/download directory')}]
-            facts['errors_total'] = 1
-        else:
-            facts.update(scanned)
-    finally:
-        os.close(root_fd)
-    return facts
+    """Facts of the cache directory `path` (an explicit cache: no user, no source)."""
+    return scan_target(_locate.Target(path, kind), age_buckets, top, now, mountinfo, link_entries)
 
 
 # The name benchmarks and the agent use.
@@ -253,8 +281,8 @@ def normalize_options(users=None, caches=None, kinds=None, go='auto', age_bucket
     age_buckets = list(DEFAULT_AGE_BUCKETS) if age_buckets is None else [str(item) for item in age_buckets]
     for label in age_buckets:
         parse_duration(label, 'age_buckets')
-    if isinstance(top, bool) or not isinstance(top, int) or top < 0:
-        raise OptionError('top', top, 'expected a non-negative integer')
+    if isinstance(top, bool) or not isinstance(top, int) or not 0 <= top <= MAX_TOP:
+        raise OptionError('top', top, 'expected an integer from 0 to %d' % MAX_TOP)
     explicit = []
     for item in caches or []:
         if not isinstance(item, dict) or 'path' not in item:
@@ -279,69 +307,66 @@ def normalize_options(users=None, caches=None, kinds=None, go='auto', age_bucket
     return accounts, explicit, kinds, go, age_buckets, top
 
 
-def account_locations(account, go='auto'):
-    """(GoEnvironment, go binary or None, go env -json disagreements, errors) for one account."""
-    env = _users.account_environment(account)
-    # The go binary tells GOROOT (and so $GOROOT/go.env) even when it must not be run.
-    go_binary = _goenv.find_go(env, go if go not in (None, 'auto', 'none') else None)
-    goenv = _goenv.GoEnvironment(env, _goenv.goroot_of(go_binary))
-    errors = list(goenv.errors)
-    disagreements = []
-    if go_binary and go not in (None, 'none'):
-        reported, error = _goenv.query_go_env(go_binary, account, env, goenv.goenv_path)
-        if error:
-            errors.append(error)
+def _account_facts(account, environment, kinds, go, age_buckets, top, now, mountinfo, link_entries):
+    """One account's environment and caches, worked out by one child running as the account."""
+    view = _locate.account_view(account, go, environment)
+    caches = []
+    for kind in kinds:
+        location = view['locations'][kind]
+        target = _locate.Target(location['path'], kind, account, location['source'])
+        problem = _locate.location_problem(location)
+        if problem:
+            item = _cache_item(target, [_locate.MISSING, None, None], mountinfo)
+            item['path'] = location['path'] or None
+            item['errors'] = [{'path': location['path'], 'error': problem}]
+            item['errors_total'] = 1
         else:
-            disagreements = goenv.apply_go_env_json(reported)
-    return goenv, go_binary, disagreements, errors
+            item = scan_target(target, age_buckets, top, now, mountinfo, link_entries)
+        item.update(user=account.pw_name, source=location['source'])
+        caches.append(item)
+    view['caches'] = caches
+    return view
 
 
 def gather(users=None, caches=None, kinds=None, go='auto', age_buckets=None, top=10, now=None, link_entries=True):
     """ansible_facts.go_cache for the requested accounts and explicit caches."""
     accounts, explicit, kinds, go, age_buckets, top = normalize_options(users, caches, kinds, go, age_buckets, top)
     now = time.time() if now is None else now
-    mountinfo = _fs.read_text_file('/proc/self/mountinfo') or ''
-    scanned = {}
-
-    def scan_once(path, kind):
-        # A cache shared by several accounts is scanned once.
-        key = (os.path.realpath(path), kind)
-        if key not in scanned:
-            scanned[key] = scan_cache(path, kind, age_buckets, top, now, mountinfo, link_entries)
-        result = dict(scanned[key])
-        result['path'] = path
-        return result
-
+    mountinfo = _fs.read_text_file(_fs.MOUNTINFO, 64 << 20) or ''
+    _locate.protected_dirs()  # once, before the children are forked
     result = {'caches': [], 'env': {}, 'accounts': {}, 'conflicts': []}
     for account in accounts:
-        goenv, go_binary, disagreements, errors = account_locations(account, go)
-        settings = goenv.settings
-        result['env'][account.pw_name] = goenv.as_dict()
+        try:
+            view = _privsep.call_as(_privsep.Identity.of_account(account), _account_facts, account,
+                                    _users.account_environment(account), kinds, go, age_buckets, top, now, mountinfo,
+                                    link_entries)
+        except OSError as exc:
+            view = _failed_view(account, kinds, exc)
+        result['env'][account.pw_name] = view['env']
         result['accounts'][account.pw_name] = {
-            'uid': account.pw_uid, 'home': account.pw_dir, 'go_binary': go_binary, 'goroot': goenv.goroot,
-            'go_env_json': bool(go_binary) and go not in (None, 'none') and not any(
-                error.startswith(go_binary) for error in errors),
-            'go_env_json_disagreements': disagreements, 'errors': errors}
-        for conflict in goenv.conflicts():
+            'uid': account.pw_uid, 'home': account.pw_dir, 'go_binary': view['go_binary'], 'goroot': view['goroot'],
+            'go_env_json': view['go_env_json'], 'go_env_json_disagreements': view['disagreements'],
+            'errors': [_fs.printable(error) for error in view['errors']]}
+        for conflict in view['conflicts']:
             result['conflicts'].append(dict(conflict, user=account.pw_name))
-        locations = {'build': settings['GOCACHE'], 'module': settings['GOMODCACHE'], 'fuzz': settings['GOCACHE']}
-        for kind in kinds:
-            setting = locations[kind]
-            path = setting.value
-            item = {'user': account.pw_name, 'kind': kind, 'source': setting.source}
-            if not path or path == 'off' or not os.path.isabs(path):
-                reason = ('%s is not an absolute path: %r' % (setting.name, path)) if path else '%s is unset' % setting.name
-                item.update(path=path or None, real_path=None, exists=False, valid=False, filesystem=None,
-                            **_empty_counts(kind))
-                item['errors'] = [{'path': path, 'error': reason}]
-                item['errors_total'] = 1
-            else:
-                if kind == 'fuzz':
-                    path = os.path.join(path, _buildcache.FUZZ_DIR)
-                item.update(scan_once(path, kind))
-            result['caches'].append(item)
+        result['caches'].extend(view['caches'])
     for path, kind in explicit:
-        item = scan_once(path, kind)
+        item = scan_target(_locate.Target(path, kind), age_buckets, top, now, mountinfo, link_entries)
         item.update(user=item.get('owner'), source='explicit')
         result['caches'].append(item)
     return result
+
+
+def _failed_view(account, kinds, error):
+    """What is reported for an account whose child failed (killed or stopped by the account)."""
+    message = _fs.printable(error.strerror or str(error))
+    caches = []
+    for kind in kinds:
+        item = {'user': account.pw_name, 'kind': kind, 'source': None, 'path': None, 'real_path': None,
+                'exists': None, 'valid': False, 'owner': None, 'skipped': None, 'filesystem': None}
+        item.update(_empty_counts(kind))
+        item['errors'] = [{'path': None, 'error': message}]
+        item['errors_total'] = 1
+        caches.append(item)
+    return {'env': {}, 'go_binary': None, 'goroot': None, 'go_env_json': False, 'disagreements': [],
+            'errors': [message], 'conflicts': [], 'caches': caches}

@@ -12,12 +12,14 @@ counts as unset.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import posixpath
 import re
 
 from ansible_collections.gofleet.cache.plugins.module_utils import _fs
+from ansible_collections.gofleet.cache.plugins.module_utils import _privsep
 from ansible_collections.gofleet.cache.plugins.module_utils import _users
 from ansible_collections.gofleet.cache.plugins.module_utils._units import OptionError
 
@@ -164,6 +166,103 @@ def parse_env_file(text):
             continue
         values[key] = value
     return values
+
+
+def edit_file(account, environment, values, state='present', path=None, check_mode=False):
+    """Edit a go env file as `go env -w`/`-u` would; (path, before, after, added, removed, changed).
+
+    Without `path`: the account's own file, found, read and written by a
+    child running as the account, which follows the account's links as Go
+    does (a dotfiles checkout), with the account's rights only.  With `path`
+    (root's configuration, e.g. $GOROOT/go.env): done as the owner of the
+    deepest existing directory on the way; root itself works only through
+    descriptors (no link followed, nothing resolved twice) and edits only a
+    file it owns.  Only a regular file of at most 1 MiB is read.
+    """
+    if path is None:
+        path, _source, error = goenv_file(environment)
+        if path is None:
+            raise OptionError('user', account.pw_name, 'Go finds no go env file for this account (%s)'
+                              % (error or 'GOENV=off in its environment'))
+        outcome = _privsep.call_as(_privsep.Identity.of_account(account), _edit_by_path, path, values, state,
+                                   check_mode)
+        return (path,) + tuple(outcome)
+    dir_fd, missing = _fs.nearest_trusted_dir(os.path.dirname(os.path.normpath(path)))
+    try:
+        identity = _privsep.Identity.of_owner(os.fstat(dir_fd))
+        if _privsep.needs_child(identity):
+            outcome = _privsep.call_as(identity, _edit_by_path, path, values, state, check_mode)
+        else:
+            outcome = _edit_at(dir_fd, missing, os.path.basename(path), values, state, check_mode)
+    finally:
+        os.close(dir_fd)
+    return (path,) + tuple(outcome)
+
+
+def _edited(before, values, state):
+    after, added, removed = edit_env_file(before or '', values, state)
+    if state == 'absent' and not values:
+        after = None  # the whole file goes
+    elif before is None and not added:
+        after = None  # removing from a file that does not exist: nothing to write
+    return after, added, removed
+
+
+def _edit_by_path(path, values, state, check_mode):
+    """(As the file's account.)  [before, after, added, removed, changed] of the file at path."""
+    target = os.path.realpath(path)
+    before = _fs.read_text_file(target)
+    after, added, removed = _edited(before, values, state)
+    changed = after != before
+    if changed and not check_mode:
+        if after is None:
+            os.unlink(target)
+        else:
+            directory = os.path.dirname(target)
+            if not os.path.isdir(directory):
+                os.makedirs(directory, 0o777)  # Go's MkdirAll mode; the umask applies
+            _fs.write_file_atomic(target, after.encode('utf-8', 'surrogateescape'))
+    return [before, after, added, removed, changed]
+
+
+def _edit_at(dir_fd, missing, name, values, state, check_mode):
+    """(As root, on descriptors.)  The same for the file `name` below dir_fd/missing..."""
+    fd = os.dup(dir_fd)
+    try:
+        for part in missing:
+            if check_mode:
+                return _outcome_of(None, values, state)
+            next_fd = _fs.make_dir(fd, part, 0o755)
+            os.close(fd)
+            fd = next_fd
+        try:
+            file_fd = _fs.open_file(name, fd)
+        except OSError as exc:
+            if exc.errno != errno.ENOENT:
+                raise
+            before = None
+        else:
+            try:
+                if os.fstat(file_fd).st_uid != os.geteuid():
+                    raise OSError(errno.EPERM, 'owned by another account: not edited', name)
+                before = _fs.read_fd(file_fd, 1 << 20, name).decode('utf-8', 'surrogateescape')
+            finally:
+                os.close(file_fd)
+        outcome = _outcome_of(before, values, state)
+        after, changed = outcome[1], outcome[4]
+        if changed and not check_mode:
+            if after is None:
+                os.unlink(name, dir_fd=fd)
+            else:
+                _fs.write_file_atomic(name, after.encode('utf-8', 'surrogateescape'), dir_fd=fd)
+        return outcome
+    finally:
+        os.close(fd)
+
+
+def _outcome_of(before, values, state):
+    after, added, removed = _edited(before, values, state)
+    return [before, after, added, removed, after != before]
 
 
 def _xdg_dir(env, xdg_var, fallback):

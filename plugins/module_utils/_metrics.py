@@ -93,14 +93,13 @@ def file_name(job):
     return FILE_PREFIX + _UNSAFE_NAME.sub('_', job) + FILE_SUFFIX
 
 
-def write_atomic(directory, name, text, owner=None):
-    """Replace directory/name with `text` in one rename; returns the path.
+def write_atomic(dir_fd, directory, name, text):
+    """Replace `name` in the open directory dir_fd (`directory`, for the returned path) with `text` in one rename.
 
-    Mode 0644: node_exporter runs as its own account.  `owner` ((uid, gid))
-    hands the file to the job's account when root writes it, so that the
-    account's own runs can replace it later in a sticky directory.
+    Mode 0644: node_exporter runs as its own account.  The directory is one
+    no other account may write (the agent checks it), so nobody can
+    pre-create or swap the file.
     """
-    path = os.path.join(directory, name)
     # The format is UTF-8 whatever the locale (cron's is often C); undecodable path bytes become U+FFFD.
-    _fs.write_file_atomic(path, text.encode('utf-8', 'replace'), 0o644, owner)
-    return path
+    _fs.write_file_atomic(name, text.encode('utf-8', 'replace'), 0o644, dir_fd=dir_fd)
+    return os.path.join(directory, name)

@@ -92,7 +92,7 @@ class Version(object):
     """Everything known about one module version after the scan."""
 
     __slots__ = ('module_esc', 'version_esc', 'download', 'tree', 'tree_files', 'tree_bytes',
-                 'tree_disk_bytes', 'tree_mtime_ns', 'tmp')
+                 'tree_disk_bytes', 'tree_mtime_ns', 'tmp', 'unread')
 
     def __init__(self, module_esc, version_esc):
         self.module_esc = module_esc
@@ -105,6 +105,9 @@ class Version(object):
         self.tree_mtime_ns = 0
         # Temporary files Go left when killed mid-download: (size, allocated, newest mtime) or None.
         self.tmp = None
+        # Part of the version could not be read (its @v, its tree, a directory above them): its state is
+        # unknown, so it is never removed.
+        self.unread = False
 
     @property
     def module(self):
@@ -156,12 +159,26 @@ class Version(object):
         return newest or self.tree_mtime_ns
 
 
-class ModuleCacheScan(object):
-    """One pass over a module cache: the download cache, then the extracted trees."""
+def _is_within(module_esc, prefix):
+    return not prefix or module_esc == prefix or module_esc.startswith(prefix + '/')
 
-    def __init__(self, root_fd):
+
+# Areas of a module cache; the scan descends the first two with an explicit stack.
+_TREE, _DOWNLOAD = 'tree', 'download'
+
+
+class ModuleCacheScan(object):
+    """One pass over a module cache: the download cache, then the extracted trees.
+
+    Iterative and bounded in depth (_fs.MAX_DEPTH).  A directory that cannot
+    be read is an error, and every version that could lie below it is marked
+    `unread`, so that planning never takes an unseen part for a missing one.
+    """
+
+    def __init__(self, root_fd, boundary=None):
         self.root_fd = root_fd
-        self.root_dev = os.fstat(root_fd).st_dev
+        self.boundary = boundary or _fs.Boundary(root_fd)
+        self.root_dev = self.boundary.root_dev
         self.errors = _fs.ErrorLog()
         self.versions = {}
         self.files = 0
@@ -174,6 +191,8 @@ class ModuleCacheScan(object):
         self.other_bytes = 0
         self.symlinks_skipped = 0
         self.mounts_skipped = 0
+        # Escaped module path prefixes below which something could not be read ('' = all of them).
+        self.unread_prefixes = set()
 
     def _version(self, module_esc, version_esc):
         key = (module_esc, version_esc)
@@ -199,23 +218,107 @@ class ModuleCacheScan(object):
         self.mounts_skipped += 1
 
     def run(self):
-        self._scan_tree_dir(self.root_fd, '')
+        self._walk()
+        if self.unread_prefixes:
+            for version in self.versions.values():
+                if any(_is_within(version.module_esc, prefix) for prefix in self.unread_prefixes):
+                    version.unread = True
         return self
 
-    def _with_dir(self, parent_fd, name, rel, scan):
+    @staticmethod
+    def _module_prefix(area, rel):
+        """The escaped module path a directory of the tree or download area stands for."""
+        if area == _TREE:
+            return rel
+        return rel.split('/', 2)[2] if rel.count('/') >= 2 else ''
+
+    def _unreadable(self, area, rel, error):
+        self.errors.add(rel or '.', error)
+        self.unread_prefixes.add(self._module_prefix(area, rel) if area in (_TREE, _DOWNLOAD) else '')
+
+    def _walk(self, start_fd=None, start_rel='', start_area=_TREE):
+        """A tree or download area, depth first with a stack of open directories."""
+        start_fd = self.root_fd if start_fd is None else start_fd
+        stack = [(None, start_fd, start_rel, start_area, iter(self._listing(start_fd, start_rel, start_area)))]
         try:
-            fd = _fs.open_dir(name, parent_fd)
+            while stack:
+                _owned, fd, here, area, entries = stack[-1]
+                for name, st in entries:
+                    child = here + '/' + name if here else name
+                    if stat.S_ISREG(st.st_mode):
+                        self._count_other(st)
+                        continue
+                    if not stat.S_ISDIR(st.st_mode):
+                        continue
+                    descend = self._visit_dir(fd, here, area, name, child)
+                    if descend is None:
+                        continue
+                    if len(stack) > _fs.MAX_DEPTH:
+                        self._unreadable(descend, child, _fs.TooDeep(child))
+                        continue
+                    try:
+                        child_fd = self.boundary.open_dir(name, fd, child)
+                    except OSError as exc:
+                        self._unreadable(descend, child, exc)
+                        continue
+                    stack.append((child_fd, child_fd, child, descend, iter(self._listing(child_fd, child, descend))))
+                    break
+                else:
+                    owned = stack.pop()[0]
+                    if owned is not None:
+                        os.close(owned)
+        finally:
+            for owned, _fd, _rel, _area, _entries in stack:
+                if owned is not None:
+                    os.close(owned)
+
+    def _visit_dir(self, fd, here, area, name, child):
+        """Handle the directory `name` of a tree or download directory; the area to descend into, or None."""
+        if area == _TREE:
+            if not here and name == DOWNLOAD_DIR[0]:
+                self._with_dir(fd, name, child, self._scan_cache_dir)
+                return None
+            if '@' in name:
+                elem, _at, version_esc = name.rpartition('@')
+                version = self._version(here + '/' + elem if here else elem, version_esc)
+                version.tree = True
+                self._with_dir(fd, name, child, functools.partial(self._measure_tree, version),
+                               functools.partial(self._tree_unreadable, version))
+                return None
+            return _TREE
+        prefix = self._module_prefix(_DOWNLOAD, here)
+        if name == '@v' and prefix:
+            self._with_dir(fd, name, child, self._scan_at_v,
+                           lambda rel, exc: self._unreadable(_DOWNLOAD, here, exc))
+            return None
+        if name == SUMDB_DIR and not prefix:
+            self._with_dir(fd, name, child, self._measure_sumdb)
+            return None
+        return _DOWNLOAD
+
+    def _with_dir(self, parent_fd, name, rel, scan, on_error=None):
+        try:
+            fd = self.boundary.open_dir(name, parent_fd, rel)
         except OSError as exc:
-            self.errors.add(rel, exc)
+            if isinstance(exc, _fs.CrossesMount):
+                self.mounts_skipped += 1
+            if on_error is not None:
+                on_error(rel, exc)
+            else:
+                self.errors.add(rel, exc)
             return
         try:
             scan(fd, rel)
         finally:
             os.close(fd)
 
+    def _tree_unreadable(self, version, rel, error):
+        self.errors.add(rel, error)
+        version.unread = True
+
     def _subtree_bytes(self, fd, rel):
         totals = _fs.TreeTotals()
-        for _parent, _rel, _name, st in _fs.walk_files(fd, rel, self.root_dev, self.errors,
+        for _parent, _rel, _name, st in _fs.walk_files(fd, rel, self.boundary, self.errors,
                                                        self._on_symlink, self._on_mount):
             totals.add_file(st)
             self._count(st)
@@ -223,14 +326,15 @@ class ModuleCacheScan(object):
 
     def _scan_cache_dir(self, fd, rel):
         """cache/: download/ holds versions; vcs/, sumdb and the lock are only measured."""
-        for name, st in self._listing(fd, rel):
+        for name, st in self._listing(fd, rel, _DOWNLOAD):
             child = rel + '/' + name
             if stat.S_ISREG(st.st_mode):
                 self._count_other(st)
             elif not stat.S_ISDIR(st.st_mode):
                 continue
             elif name == DOWNLOAD_DIR[1]:
-                self._with_dir(fd, name, child, self._scan_download_dir)
+                self._with_dir(fd, name, child, functools.partial(self._walk, start_area=_DOWNLOAD),
+                               lambda rel, exc: self._unreadable(_DOWNLOAD, '', exc))
             elif name == VCS_DIR:
                 self._with_dir(fd, name, child, self._measure_vcs)
             else:
@@ -245,41 +349,42 @@ class ModuleCacheScan(object):
     def _measure_other(self, fd, rel):
         self.other_bytes += self._subtree_bytes(fd, rel).bytes
 
-    def _listing(self, fd, rel):
+    def _listing(self, fd, rel, area=None):
         try:
             listing = _fs.list_dir(fd)
         except OSError as exc:
-            self.errors.add(rel, exc)
+            if area is None:
+                self.errors.add(rel, exc)
+            else:
+                self._unreadable(area, rel, exc)
             return []
         result = []
         for name, st in listing:
             if stat.S_ISLNK(st.st_mode):
                 self.symlinks_skipped += 1
-            elif stat.S_ISDIR(st.st_mode) and st.st_dev != self.root_dev:
+            elif stat.S_ISDIR(st.st_mode) and self.boundary.crosses(rel + '/' + name if rel else name, st):
                 self.mounts_skipped += 1
+                child = rel + '/' + name if rel else name
+                if area is None:
+                    self.errors.add(child, _fs.CrossesMount(child))
+                else:
+                    self._unreadable(area, child, _fs.CrossesMount(child))
             else:
                 result.append((name, st))
         return result
 
-    def _scan_download_dir(self, fd, rel):
-        """Walk cache/download/<escaped module path>/@v/."""
-        prefix = rel.split('/', 2)[2] if rel.count('/') >= 2 else ''
-        for name, st in self._listing(fd, rel):
-            child = rel + '/' + name
-            if stat.S_ISREG(st.st_mode):
-                self._count_other(st)
-            elif not stat.S_ISDIR(st.st_mode):
-                continue
-            elif name == '@v' and prefix:
-                self._with_dir(fd, name, child, self._scan_at_v)
-            elif name == SUMDB_DIR and not prefix:
-                self._with_dir(fd, name, child, self._measure_sumdb)
-            else:
-                self._with_dir(fd, name, child, self._scan_download_dir)
-
     def _scan_at_v(self, fd, rel):
         module_esc = rel[len('cache/download/'):-len('/@v')]
-        for name, st in self._listing(fd, rel):
+        try:
+            listing = _fs.list_dir(fd)
+        except OSError as exc:
+            self.errors.add(rel, exc)
+            self.unread_prefixes.add(module_esc)
+            return
+        for name, st in listing:
+            if stat.S_ISLNK(st.st_mode):
+                self.symlinks_skipped += 1
+                continue
             if not stat.S_ISREG(st.st_mode):
                 if stat.S_ISDIR(st.st_mode):
                     self._with_dir(fd, name, rel + '/' + name, self._measure_other)
@@ -300,27 +405,12 @@ class ModuleCacheScan(object):
                 self._version(module_esc, version_esc).download[suffix] = (
                     st.st_size, st.st_blocks * 512, st.st_atime_ns, st.st_mtime_ns)
 
-    def _scan_tree_dir(self, fd, rel):
-        """Extracted trees: a directory whose name has '@' is `<last path element>@<version>`."""
-        for name, st in self._listing(fd, rel):
-            child = rel + '/' + name if rel else name
-            if stat.S_ISREG(st.st_mode):
-                self._count_other(st)
-            elif not stat.S_ISDIR(st.st_mode):
-                continue
-            elif not rel and name == DOWNLOAD_DIR[0]:
-                self._with_dir(fd, name, child, self._scan_cache_dir)
-            elif '@' in name:
-                elem, _at, version_esc = name.rpartition('@')
-                version = self._version(rel + '/' + elem if rel else elem, version_esc)
-                version.tree = True
-                version.tree_mtime_ns = st.st_mtime_ns
-                self._with_dir(fd, name, child, functools.partial(self._measure_tree, version))
-            else:
-                self._with_dir(fd, name, child, self._scan_tree_dir)
-
     def _measure_tree(self, version, fd, rel):
+        version.tree_mtime_ns = os.fstat(fd).st_mtime_ns
+        errors, mounts = self.errors.total, self.mounts_skipped
         totals = self._subtree_bytes(fd, rel)
         version.tree_files += totals.files
         version.tree_bytes += totals.bytes
         version.tree_disk_bytes += totals.disk_bytes
+        if self.errors.total != errors or self.mounts_skipped != mounts:
+            version.unread = True

@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+# Loaded now, not on first use: a child that dropped to an account may not read Python's files.
+import concurrent.futures.thread  # noqa: F401  pylint: disable=unused-import
 import errno
 import fcntl
 import fnmatch
 import functools
 import os
-import pwd
 import stat
 import threading
 import time
@@ -38,14 +39,15 @@ from array import array
 
 from ansible_collections.gofleet.cache.plugins.module_utils import _buildcache
 from ansible_collections.gofleet.cache.plugins.module_utils import _fs
+from ansible_collections.gofleet.cache.plugins.module_utils import _locate
 from ansible_collections.gofleet.cache.plugins.module_utils import _modcache
 from ansible_collections.gofleet.cache.plugins.module_utils import _procs
 from ansible_collections.gofleet.cache.plugins.module_utils import _refs
 from ansible_collections.gofleet.cache.plugins.module_utils import _semver
 from ansible_collections.gofleet.cache.plugins.module_utils._units import (
-    OptionError, parse_duration, parse_size, parse_size_or_percent)
+    OptionError, parse_count, parse_duration, parse_size, parse_size_or_percent)
 
-KINDS = ('build', 'module', 'fuzz')
+KINDS = _locate.KINDS
 IF_BUSY = ('wait', 'skip', 'proceed')
 STATES = ('present', 'absent')
 SAMPLE_SIZE = 20
@@ -64,16 +66,13 @@ INCOMPLETE = 1    # dead build entry / orphan output, broken or partial module d
 # Parts of a module version a unit removes.
 ALL, GRAPH, TMP = 'all', 'graph', 'tmp'
 
-# Why a unit stays.  Protections are checked in this order.
-RECENT, KEEP, REFERENCED, RETAINED = 1, 2, 3, 4
-REASONS = {RECENT: 'recent', KEEP: 'keep', REFERENCED: 'referenced', RETAINED: 'retained'}
+# Why a unit stays.  Protections are checked in this order; UNREAD (part of the unit could not be scanned,
+# so what it is is unknown) wins even over state=absent.
+RECENT, KEEP, REFERENCED, RETAINED, UNREAD = 1, 2, 3, 4, 5
+REASONS = {RECENT: 'recent', KEEP: 'keep', REFERENCED: 'referenced', RETAINED: 'retained', UNREAD: 'unreadable'}
 # Removal outcomes decided at run time.
 USED_SINCE_SCAN, LOCKED, FAILED, BUSY = 'used_since_scan', 'locked', 'error', 'busy'
 
-# Directories that are never a cache root, whatever they contain.
-SYSTEM_DIRS = frozenset(('/', '/bin', '/boot', '/dev', '/etc', '/home', '/lib', '/lib64', '/opt', '/proc',
-                         '/root', '/run', '/sbin', '/srv', '/sys', '/tmp', '/usr', '/usr/local', '/var',
-                         '/var/cache', '/var/lib', '/var/tmp', '/mnt', '/media'))
 
 
 class Policy(object):
@@ -91,10 +90,7 @@ class Policy(object):
         self.state = state
         self.remove_incomplete = remove_incomplete
         self.max_age = None if max_age is None else parse_duration(max_age, 'max_age')
-        if keep_versions is not None and (isinstance(keep_versions, bool) or not isinstance(keep_versions, int)
-                                          or keep_versions < 1):
-            raise OptionError('keep_versions', keep_versions, 'expected an integer of at least 1')
-        self.keep_versions = keep_versions
+        self.keep_versions = None if keep_versions is None else parse_count(keep_versions, 'keep_versions', 1)
         self.max_size = None if max_size is None else parse_size(max_size, 'max_size')
         self.min_free = None if min_free is None else parse_size_or_percent(min_free, 'min_free')
         self.keep_recent = parse_duration(keep_recent, 'keep_recent')
@@ -111,58 +107,6 @@ class Policy(object):
         name = '%s@%s' % (module, version)
         return any(fnmatch.fnmatchcase(module, pattern) or fnmatch.fnmatchcase(name, pattern)
                    for pattern in self.keep)
-
-
-def _home_dirs():
-    homes = set()
-    for entry in pwd.getpwall():
-        if entry.pw_dir:
-            homes.add(os.path.realpath(entry.pw_dir))
-    return homes
-
-
-def check_cache_path(path, option='path'):
-    """Real path of a place a cache may be: absolute, neither a system directory nor a home directory."""
-    if not path or not os.path.isabs(path):
-        raise OptionError(option, path, 'a cache path must be absolute')
-    real = os.path.realpath(path)
-    if real in SYSTEM_DIRS or real.rstrip('/') == '':
-        raise OptionError(option, path, 'refusing a system directory (%s)' % real)
-    if real in _home_dirs():
-        raise OptionError(option, path, 'refusing a home directory (%s)' % real)
-    return real
-
-
-def check_root(path, kind, option='path'):
-    """Real path of a cache root that is safe to prune; OptionError naming the reason otherwise."""
-    if kind not in KINDS:
-        raise OptionError('kind', kind, 'expected one of %s' % ', '.join(KINDS))
-    real = check_cache_path(path, option)
-    if not os.path.isdir(real):
-        raise OptionError(option, path, 'no such cache directory')
-    fd = _fs.open_dir(real)
-    try:
-        if kind == 'build':
-            valid = _buildcache.is_build_cache(fd)
-        elif kind == 'module':
-            valid = _modcache.is_module_cache(fd)
-        else:
-            valid = False
-    finally:
-        os.close(fd)
-    if kind == 'fuzz':
-        # The fuzz cache is GOCACHE/fuzz: its parent must be a build cache.
-        parent_fd = _fs.open_dir(os.path.dirname(real))
-        try:
-            valid = os.path.basename(real) == _buildcache.FUZZ_DIR and _buildcache.is_build_cache(parent_fd)
-        finally:
-            os.close(parent_fd)
-    if not valid:
-        reason = {'build': "its README does not start with Go's build cache marker",
-                  'module': 'it has no cache/download directory',
-                  'fuzz': 'it is not the fuzz directory of a Go build cache'}[kind]
-        raise OptionError(option, path, 'not a Go %s cache: %s' % (kind, reason))
-    return real
 
 
 class BusyGuard(object):
@@ -231,6 +175,9 @@ class Outcome(object):
         self.sample = []
         self.busy = None
         self.target_met = True
+        # state=absent: whether anything besides the units (stray files, locks, empty directories) was removed
+        # (or, in check mode, is there to remove).
+        self.cleared_other = False
 
     def keep(self, reason, count=1):
         self.kept[reason] = self.kept.get(reason, 0) + count
@@ -241,7 +188,7 @@ class Outcome(object):
         self.removed_bytes += size
         self.removed_disk_bytes += disk
         if len(self.sample) < SAMPLE_SIZE:
-            self.sample.append(name() if callable(name) else name)
+            self.sample.append(_fs.printable(name() if callable(name) else name))
 
     def merge(self, other):
         """Add a part's results (a bucket removed in a worker thread), in submission order."""
@@ -254,10 +201,10 @@ class Outcome(object):
         self.sample.extend(other.sample[:SAMPLE_SIZE - len(self.sample)])
 
     def as_dict(self):
-        result = {'path': self.path, 'kind': self.kind, 'before_bytes': self.before_bytes,
+        result = {'path': _fs.printable(self.path), 'kind': self.kind, 'before_bytes': self.before_bytes,
                   'after_bytes': self.before_bytes - self.removed_bytes, 'removed_entries': self.removed_entries,
                   'removed_bytes': self.removed_bytes, 'kept': dict(self.kept), 'sample': list(self.sample),
-                  'busy': self.busy, 'target_met': self.target_met}
+                  'busy': self.busy, 'target_met': self.target_met, 'cleared_other': self.cleared_other}
         result.update(self.errors.as_result())
         return result
 
@@ -292,7 +239,7 @@ class Plan(object):
         count = len(self)
         if policy.state == 'absent':
             for index in range(count):
-                self.remove[index] = 1
+                self.remove[index] = 0 if self.protect[index] == UNREAD else 1
             return True
         if policy.remove_incomplete:
             for index in range(count):
@@ -343,54 +290,106 @@ def _protect_recent(policy, now, last_used_ns):
     return RECENT if policy.state == 'present' and last_used_ns > (now - policy.keep_recent) * NS else 0
 
 
-def _remove_contents(fd, root_dev, errors, rel):
-    """Remove everything inside an open directory (kept itself); False if anything stayed.
+def _make_writable(fd):
+    """Go makes module directories read-only: a directory is made writable for its owner before emptying it."""
+    st = os.fstat(fd)
+    if not st.st_mode & stat.S_IWUSR:
+        os.fchmod(fd, stat.S_IMODE(st.st_mode) | stat.S_IRWXU)
 
-    Go makes module directories read-only: each is made writable before its
-    entries are unlinked (root needs no such change, but keeps it harmless).
-    Symbolic links are unlinked, never followed; other devices never entered.
+
+def remove_contents(fd, boundary, errors, rel):
+    """Remove everything inside an open directory (kept itself); (all removed, paths removed).
+
+    Depth first with an explicit stack of open directories, at most
+    _fs.MAX_DEPTH deep.  Symbolic links are unlinked, never followed; mount
+    points (boundary) never entered; a directory whose contents could not all
+    be removed stays, and the error names it.
     """
-    ok = True
+    removed = 0
     try:
-        st = os.fstat(fd)
-        if st.st_dev != root_dev:
-            errors.add(rel, OSError(errno.EXDEV, 'mount point inside the cache: left alone'))
-            return False
-        if not st.st_mode & stat.S_IWUSR:
-            os.fchmod(fd, stat.S_IMODE(st.st_mode) | stat.S_IRWXU)
-        for child, child_st in _fs.list_dir(fd):
-            child_rel = rel + '/' + child
-            if stat.S_ISDIR(child_st.st_mode):
-                ok = remove_tree(fd, child, root_dev, errors, child_rel) and ok
-            else:
-                ok = _unlink(child, fd, errors, child_rel) and ok
+        _make_writable(fd)
+        listing = _fs.list_dir(fd)
     except OSError as exc:
         errors.add(rel, exc)
-        ok = False
-    return ok
-
-
-def remove_tree(parent_fd, name, root_dev, errors, rel):
-    """Remove a directory tree below parent_fd without following links or leaving the device."""
+        return False, 0
+    # [owned fd, fd, rel, entries, all removed so far, name in the parent (None for the start)]
+    frames = [[None, fd, rel, iter(listing), True, None]]
+    ok = True
     try:
-        fd = _fs.open_dir(name, parent_fd)
+        while frames:
+            frame = frames[-1]
+            dir_fd, here, entries = frame[1], frame[2], frame[3]
+            for name, st in entries:
+                child = here + '/' + name if here else name
+                if not stat.S_ISDIR(st.st_mode):
+                    if unlink_entry(name, dir_fd, errors, child):
+                        removed += 1
+                    else:
+                        frame[4] = False
+                    continue
+                if len(frames) > _fs.MAX_DEPTH:
+                    errors.add(child, _fs.TooDeep(child))
+                    frame[4] = False
+                    continue
+                child_fd = None
+                try:
+                    if boundary.crosses(child, st):
+                        raise _fs.CrossesMount(child)
+                    child_fd = boundary.open_dir(name, dir_fd, child)
+                    _make_writable(child_fd)
+                    child_listing = _fs.list_dir(child_fd)
+                except OSError as exc:
+                    if child_fd is not None:
+                        os.close(child_fd)
+                    errors.add(child, exc)
+                    frame[4] = False
+                    continue
+                frames.append([child_fd, child_fd, child, iter(child_listing), True, name])
+                break
+            else:
+                done = frames.pop()
+                if done[0] is not None:
+                    os.close(done[0])
+                if done[5] is None:
+                    ok = done[4]
+                elif done[4] and _rmdir(done[5], frames[-1][1], errors, done[2]):
+                    removed += 1
+                else:
+                    frames[-1][4] = False
+    finally:
+        for frame in frames:
+            if frame[0] is not None:
+                os.close(frame[0])
+    return ok, removed
+
+
+def remove_tree(parent_fd, name, boundary, errors, rel):
+    """Remove the directory `name` below parent_fd and everything in it; (all removed, paths removed)."""
+    try:
+        fd = boundary.open_dir(name, parent_fd, rel)
+    except OSError as exc:
+        errors.add(rel, exc)
+        return False, 0
+    try:
+        ok, removed = remove_contents(fd, boundary, errors, rel)
+    finally:
+        os.close(fd)
+    if ok and _rmdir(name, parent_fd, errors, rel):
+        return True, removed + 1
+    return False, removed
+
+
+def _rmdir(name, dir_fd, errors, rel):
+    try:
+        os.rmdir(name, dir_fd=dir_fd)
+        return True
     except OSError as exc:
         errors.add(rel, exc)
         return False
-    try:
-        ok = _remove_contents(fd, root_dev, errors, rel)
-    finally:
-        os.close(fd)
-    if ok:
-        try:
-            os.rmdir(name, dir_fd=parent_fd)
-        except OSError as exc:
-            errors.add(rel, exc)
-            ok = False
-    return ok
 
 
-def _unlink(name, dir_fd, errors, rel):
+def unlink_entry(name, dir_fd, errors, rel):
+    """Unlink one name below dir_fd (never following it); False, with the error logged, when it stays."""
     try:
         os.unlink(name, dir_fd=dir_fd)
         return True
@@ -401,21 +400,64 @@ def _unlink(name, dir_fd, errors, rel):
         return False
 
 
+def flock_within(fd, seconds):
+    """An exclusive flock(2) on fd, waiting at most `seconds` (a lock holder must never hold our run)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES) or time.monotonic() > deadline:
+                return False
+        time.sleep(0.05)
+
+
+def open_shared_file(name, dir_fd, flags, owner_of=None):
+    """Open (creating it if missing) a file Go shares with us (a version's .lock, @v/list); (fd, created).
+
+    Never through a link, never blocking on a FIFO; it must be a regular
+    file with a single link (a hard link could be any file of the account,
+    or of another account when root acts).  A file root creates gets the
+    owner of `owner_of` (the directory's fstat), as Go would have made it.
+    """
+    base = flags | getattr(os, 'O_NOFOLLOW', 0) | getattr(os, 'O_CLOEXEC', 0) | getattr(os, 'O_NONBLOCK', 0)
+    created = False
+    try:
+        fd = os.open(name, base | os.O_CREAT | os.O_EXCL, 0o666, dir_fd=dir_fd)
+        created = True
+    except OSError as exc:
+        if exc.errno != errno.EEXIST:
+            raise
+        fd = os.open(name, base, dir_fd=dir_fd)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, 'not a regular file: left alone', name)
+        if st.st_nlink != 1:
+            raise OSError(errno.EMLINK, 'a file with %d hard links: left alone' % st.st_nlink, name)
+        if created and owner_of is not None and os.geteuid() == 0 and st.st_uid != owner_of.st_uid:
+            os.fchown(fd, owner_of.st_uid, owner_of.st_gid)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, created
+
+
 def rewrite_version_list(at_v_fd, errors, rel):
     """@v/list = the versions whose .mod exists, semver-sorted, as Go's rewriteVersionList writes it."""
     try:
         versions = [name[:-len('.mod')] for name, st in _fs.list_dir(at_v_fd)
                     if name.endswith('.mod') and stat.S_ISREG(st.st_mode) and _semver.is_valid(name[:-4])]
         content = ''.join(version + '\n' for version in sorted(versions, key=_semver.sort_key)).encode()
-        fd = os.open('list', os.O_RDWR | os.O_CREAT | getattr(os, 'O_NOFOLLOW', 0), 0o666, dir_fd=at_v_fd)
+        fd, _created = open_shared_file('list', at_v_fd, os.O_RDWR, os.fstat(at_v_fd))
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)  # Go's lockedfile.Edit locks the list file itself
-            if os.read(fd, len(content) + 1) != content:
+            # Go's lockedfile.Edit locks the list file itself, briefly; the account could hold it forever.
+            if not flock_within(fd, LOCK_WAIT_S):
+                raise OSError(errno.EAGAIN, 'locked by another process: not rewritten', 'list')
+            if os.pread(fd, len(content) + 1, 0) != content:
                 os.ftruncate(fd, 0)
                 os.pwrite(fd, content, 0)
-            parent = os.fstat(at_v_fd)
-            if os.geteuid() == 0 and os.fstat(fd).st_uid != parent.st_uid:
-                os.fchown(fd, parent.st_uid, parent.st_gid)
         finally:
             os.close(fd)
     except OSError as exc:
@@ -439,9 +481,19 @@ class _CachePruner(object):
         self.now = now
         self.check_mode = check_mode
         self.guard = guard
+        self.boundary = _fs.Boundary(root_fd)
 
     def open_rel_dir(self, rel):
-        return _fs.open_rel_dir(self.root_fd, rel)
+        return self.boundary.open_rel_dir(self.root_fd, rel)
+
+    def sweep_tree(self, parent_fd, name, rel):
+        """state=absent: remove a directory that is no unit, counting it in cleared_other."""
+        removed = remove_tree(parent_fd, name, self.boundary, self.outcome.errors, rel)[1]
+        self.outcome.cleared_other = self.outcome.cleared_other or removed > 0
+
+    def sweep_file(self, name, dir_fd, rel):
+        if unlink_entry(name, dir_fd, self.outcome.errors, rel):
+            self.outcome.cleared_other = True
 
 
 class _Control(object):
@@ -458,7 +510,7 @@ class BuildCachePruner(_CachePruner):
 
     def __init__(self, root_fd, root, policy, now, check_mode, guard):
         super(BuildCachePruner, self).__init__(root_fd, root, policy, now, check_mode, guard)
-        self.scan = _buildcache.BuildCacheScan(root_fd, keep_action_ids=True).run()
+        self.scan = _buildcache.BuildCacheScan(root_fd, keep_action_ids=True, boundary=self.boundary).run()
         self.outcome = Outcome(root, 'build', self.scan.bytes)
         self.dir_fds = {}
 
@@ -468,16 +520,18 @@ class BuildCachePruner(_CachePruner):
             for entry in entries:
                 last_used = entry.last_used_ns
                 plan.add(last_used, entry.bytes, entry.disk_bytes, UNIT if entry.alive else INCOMPLETE,
-                         _protect_recent(self.policy, self.now, last_used))
+                         UNREAD if entry.unread else _protect_recent(self.policy, self.now, last_used))
         self.outcome.target_met = plan.select(self.policy, self.now, self.scan.bytes, free_bytes, fs_size)
         plan.count_kept(self.outcome)
+        if self.check_mode and self.policy.state == 'absent':
+            self.outcome.cleared_other = bool(self.scan.strays or self.scan.has_log)
         return plan
 
     def _open_dirs(self):
         # All 256 up front: worker threads then only read this dict.
         for hex_prefix in _buildcache.HEX_DIRS:
             try:
-                self.dir_fds[hex_prefix] = _fs.open_dir(hex_prefix, self.root_fd)
+                self.dir_fds[hex_prefix] = self.boundary.open_dir(hex_prefix, self.root_fd, hex_prefix)
             except OSError:
                 continue
 
@@ -559,10 +613,11 @@ class BuildCachePruner(_CachePruner):
     def _sweep(self):
         """state=absent: what go clean -cache also removes besides entries (stray files, log.txt).
 
-        The README, trim.txt and testexpire.txt stay so that the directory
-        remains a Go cache with its owner and mode.
+        Only names that are not Go's entries: an entry that stayed (locked,
+        unreadable, failed) is never swept away around its unit.  The README,
+        trim.txt and testexpire.txt stay so that the directory remains a Go
+        cache with its owner and mode.
         """
-        errors = self.outcome.errors
         for hex_prefix in _buildcache.HEX_DIRS:
             try:
                 fd = self._dir_fd(hex_prefix)
@@ -571,11 +626,17 @@ class BuildCachePruner(_CachePruner):
                 continue
             for name, st in listing:
                 rel = hex_prefix + '/' + name
+                if _buildcache.is_entry_name(name, hex_prefix, st):
+                    continue
                 if stat.S_ISDIR(st.st_mode):
-                    remove_tree(fd, name, self.scan.root_dev, errors, rel)
+                    self.sweep_tree(fd, name, rel)
                 else:
-                    _unlink(name, fd, errors, rel)
-        _unlink('log.txt', self.root_fd, errors, 'log.txt')
+                    self.sweep_file(name, fd, rel)
+        try:
+            os.stat(_buildcache.LOG_NAME, dir_fd=self.root_fd, follow_symlinks=False)
+        except OSError:
+            return
+        self.sweep_file(_buildcache.LOG_NAME, self.root_fd, _buildcache.LOG_NAME)
 
     def _remove_bucket(self, entries, chosen, outcome, control):
         """Remove the chosen entries (offsets) of one bucket into `outcome` (runs in a worker thread)."""
@@ -599,7 +660,7 @@ class BuildCachePruner(_CachePruner):
             reason = USED_SINCE_SCAN if self._used_since_scan(entry) else None
             if reason is None and entry.action_id is not None:
                 action_hex = entry.action_id.hex()
-                if not _unlink(action_hex + '-a', self._dir_fd(action_hex[:2]), outcome.errors,
+                if not unlink_entry(action_hex + '-a', self._dir_fd(action_hex[:2]), outcome.errors,
                                '%s/%s-a' % (action_hex[:2], action_hex)):
                     reason = FAILED
             if reason is not None:
@@ -620,9 +681,9 @@ class BuildCachePruner(_CachePruner):
             fd = self._dir_fd(output_hex[:2])
             rel = '%s/%s-d' % (output_hex[:2], output_hex)
             if entry.output_is_dir:
-                remove_tree(fd, output_hex + '-d', self.scan.root_dev, outcome.errors, rel)
+                remove_tree(fd, output_hex + '-d', self.boundary, outcome.errors, rel)
             else:
-                _unlink(output_hex + '-d', fd, outcome.errors, rel)
+                unlink_entry(output_hex + '-d', fd, outcome.errors, rel)
         return outcome
 
     @staticmethod
@@ -654,7 +715,7 @@ class ModuleCachePruner(_CachePruner):
     def __init__(self, root_fd, root, policy, now, check_mode, guard, use_atime):
         super(ModuleCachePruner, self).__init__(root_fd, root, policy, now, check_mode, guard)
         self.use_atime = use_atime
-        self.scan = _modcache.ModuleCacheScan(root_fd).run()
+        self.scan = _modcache.ModuleCacheScan(root_fd, self.boundary).run()
         self.outcome = Outcome(root, 'module', self.scan.bytes)
         versions = sorted(self.scan.versions.values(), key=lambda version: (version.module_esc, version.version_esc))
         # Units, in module order: (version, part) with part ALL (the whole version), GRAPH (all but .mod and
@@ -668,7 +729,8 @@ class ModuleCachePruner(_CachePruner):
             if version.tmp and state != 'incomplete':
                 self.units.append((version, TMP))
         # Modules whose @v/list may still name versions a killed run removed.
-        self.list_repairs = set(version.module_esc for version in versions if version.state == 'removed')
+        self.list_repairs = set(version.module_esc for version in versions
+                                if version.state == 'removed' and not version.unread)
 
     def _last_used(self, version, part):
         if part == TMP:
@@ -691,7 +753,7 @@ class ModuleCachePruner(_CachePruner):
             module, name = version.module, version.version
             last_used = self._last_used(version, part)
             incomplete = part == TMP or version.state == 'incomplete'
-            protect = _protect_recent(policy, self.now, last_used)
+            protect = UNREAD if version.unread else _protect_recent(policy, self.now, last_used)
             if part == ALL and policy.state == 'present' and not protect:
                 if policy.keeps_module(module, name):
                     protect = KEEP
@@ -711,7 +773,28 @@ class ModuleCachePruner(_CachePruner):
                   for items in by_module.values()]
         self.outcome.target_met = plan.select(policy, self.now, self.scan.bytes, free_bytes, fs_size, groups)
         plan.count_kept(self.outcome)
+        if self.check_mode and policy.state == 'absent':
+            self.outcome.cleared_other = not self._is_skeleton()
         return plan
+
+    def _is_skeleton(self):
+        """Whether the cache is already what state=absent leaves: the root with an empty cache/download."""
+        try:
+            if [name for name, _st in _fs.list_dir(self.root_fd)] != [_modcache.DOWNLOAD_DIR[0]]:
+                return False
+            cache_fd = self.boundary.open_dir(_modcache.DOWNLOAD_DIR[0], self.root_fd, _modcache.DOWNLOAD_DIR[0])
+            try:
+                if [name for name, _st in _fs.list_dir(cache_fd)] != [_modcache.DOWNLOAD_DIR[1]]:
+                    return False
+                download_fd = self.boundary.open_dir(_modcache.DOWNLOAD_DIR[1], cache_fd, '/'.join(_modcache.DOWNLOAD_DIR))
+                try:
+                    return not _fs.list_dir(download_fd)
+                finally:
+                    os.close(download_fd)
+            finally:
+                os.close(cache_fd)
+        except OSError:
+            return False
 
     @staticmethod
     def _unit_bytes(version, part):
@@ -760,7 +843,9 @@ class ModuleCachePruner(_CachePruner):
             self._rewrite_list(pending_list)
         for module_esc in sorted(self.list_repairs):
             self._rewrite_list(module_esc)
-        if self.policy.state == 'absent' and outcome.busy is None:
+        # Only once every unit is gone: the rest holds the trees and locks of any version that stayed.
+        if self.policy.state == 'absent' and outcome.busy is None and not any(
+                outcome.kept.get(reason) for reason in (LOCKED, FAILED, REASONS[UNREAD])):
             self._remove_rest()
 
     def _open_at_v(self, module_esc):
@@ -768,27 +853,18 @@ class ModuleCachePruner(_CachePruner):
         return self.open_rel_dir('%s/%s/%s/@v' % (_modcache.DOWNLOAD_DIR + (module_esc,)))
 
     def _lock(self, at_v_fd, version_esc):
-        """Go's per-version lock (lockedfile = flock on Linux); None when Go holds it."""
+        """Go's per-version lock (lockedfile = flock on Linux); None when Go holds it, OSError when unusable."""
         name = version_esc + '.lock'
         try:
-            fd = os.open(name, os.O_RDWR | os.O_CREAT | getattr(os, 'O_CLOEXEC', 0) | getattr(os, 'O_NOFOLLOW', 0),
-                         0o666, dir_fd=at_v_fd)
-        except OSError:
-            fd = os.open(name, os.O_RDONLY | getattr(os, 'O_CLOEXEC', 0) | getattr(os, 'O_NOFOLLOW', 0),
-                         dir_fd=at_v_fd)
-        parent = os.fstat(at_v_fd)
-        if os.geteuid() == 0 and os.fstat(fd).st_uid != parent.st_uid:
-            os.fchown(fd, parent.st_uid, parent.st_gid)  # created by root in someone's cache
-        deadline = time.monotonic() + LOCK_WAIT_S
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return fd
-            except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES) or time.monotonic() > deadline:
-                    os.close(fd)
-                    return None
-                time.sleep(0.05)
+            fd, _created = open_shared_file(name, at_v_fd, os.O_RDWR, os.fstat(at_v_fd))
+        except OSError as exc:
+            if exc.errno not in (errno.EACCES, errno.EPERM):
+                raise
+            fd, _created = open_shared_file(name, at_v_fd, os.O_RDONLY)  # flock needs no write access
+        if flock_within(fd, LOCK_WAIT_S):
+            return fd
+        os.close(fd)
+        return None
 
     def _remove_version(self, version, part):
         errors = self.outcome.errors
@@ -797,13 +873,20 @@ class ModuleCachePruner(_CachePruner):
         at_v_fd = None
         lock_fd = None
         try:
-            if version.download or version.tmp:
-                try:
-                    at_v_fd = self._open_at_v(module_esc)
-                except OSError as exc:
+            try:
+                at_v_fd = self._open_at_v(module_esc)
+            except OSError as exc:
+                # Without @v there is no lock to take and nothing of the download to remove: a tree whose
+                # download is gone entirely (Go recreates @v before it extracts).  Any other failure stops.
+                if exc.errno != errno.ENOENT or version.download or version.tmp:
                     errors.add('cache/download/%s/@v' % module_esc, exc)
                     return FAILED
-                lock_fd = self._lock(at_v_fd, version_esc)
+            if at_v_fd is not None:
+                try:
+                    lock_fd = self._lock(at_v_fd, version_esc)
+                except OSError as exc:
+                    errors.add(label + '.lock', exc)
+                    return FAILED
                 if lock_fd is None:
                     return LOCKED
                 if part == TMP:
@@ -813,7 +896,7 @@ class ModuleCachePruner(_CachePruner):
                     return USED_SINCE_SCAN
                 # .ziphash first: from then on Go no longer sees the version as present.
                 if '.ziphash' in version.download:
-                    if not _unlink(version_esc + '.ziphash', at_v_fd, errors, label + '.ziphash'):
+                    if not unlink_entry(version_esc + '.ziphash', at_v_fd, errors, label + '.ziphash'):
                         return FAILED
             ok = True
             if version.tree:
@@ -824,14 +907,14 @@ class ModuleCachePruner(_CachePruner):
                     errors.add(label, exc)
                     return FAILED
                 try:
-                    ok = remove_tree(parent_fd, '%s@%s' % (elem, version_esc), self.scan.root_dev, errors, label)
+                    ok = remove_tree(parent_fd, '%s@%s' % (elem, version_esc), self.boundary, errors, label)[0]
                 finally:
                     os.close(parent_fd)
             keep_suffixes = ('.lock', '.mod', '.info') if part == GRAPH else ('.lock',)
             if at_v_fd is not None:
                 for suffix in ('.zip', '.partial', '.mod', '.info'):
                     if suffix in version.download and suffix not in keep_suffixes:
-                        ok = _unlink(version_esc + suffix, at_v_fd, errors, label + suffix) and ok
+                        ok = unlink_entry(version_esc + suffix, at_v_fd, errors, label + suffix) and ok
                 if version.tmp and version.state == 'incomplete':
                     self._remove_temporaries(at_v_fd, version_esc)
             return True if ok else FAILED
@@ -845,7 +928,7 @@ class ModuleCachePruner(_CachePruner):
         for name, st in _fs.list_dir(at_v_fd):
             if stat.S_ISREG(st.st_mode) and name.endswith('.tmp') and \
                     _modcache.split_download_name(name)[0] == version_esc:
-                _unlink(name, at_v_fd, self.outcome.errors, name)
+                unlink_entry(name, at_v_fd, self.outcome.errors, name)
 
     def _used_since_scan(self, version, at_v_fd):
         for suffix in _modcache.USE_SUFFIXES:
@@ -876,30 +959,42 @@ class ModuleCachePruner(_CachePruner):
         An empty cache/download stays so that the root is still recognisably a
         Go module cache (a second run, the agent, Go itself all accept it).
         """
-        errors = self.outcome.errors
-        root_dev = self.scan.root_dev
+        cache_name, download_name = _modcache.DOWNLOAD_DIR
         for name, st in _fs.list_dir(self.root_fd):
-            if stat.S_ISDIR(st.st_mode) and name == _modcache.DOWNLOAD_DIR[0]:
-                cache_fd = _fs.open_dir(name, self.root_fd)
+            if not stat.S_ISDIR(st.st_mode):
+                self.sweep_file(name, self.root_fd, name)
+            elif name != cache_name:
+                self.sweep_tree(self.root_fd, name, name)
+                continue
+            else:
+                try:
+                    cache_fd = self.boundary.open_dir(name, self.root_fd, name)
+                except OSError as exc:
+                    self.outcome.errors.add(name, exc)
+                    continue
                 try:
                     for child, child_st in _fs.list_dir(cache_fd):
                         rel = name + '/' + child
-                        if stat.S_ISDIR(child_st.st_mode) and child == _modcache.DOWNLOAD_DIR[1]:
-                            download_fd = _fs.open_dir(child, cache_fd)
-                            try:
-                                _remove_contents(download_fd, root_dev, errors, rel)
-                            finally:
-                                os.close(download_fd)
+                        if stat.S_ISDIR(child_st.st_mode) and child == download_name:
+                            self._empty_download(cache_fd, rel)
                         elif stat.S_ISDIR(child_st.st_mode):
-                            remove_tree(cache_fd, child, root_dev, errors, rel)
+                            self.sweep_tree(cache_fd, child, rel)
                         else:
-                            _unlink(child, cache_fd, errors, rel)
+                            self.sweep_file(child, cache_fd, rel)
                 finally:
                     os.close(cache_fd)
-            elif stat.S_ISDIR(st.st_mode):
-                remove_tree(self.root_fd, name, root_dev, errors, name)
-            else:
-                _unlink(name, self.root_fd, errors, name)
+
+    def _empty_download(self, cache_fd, rel):
+        try:
+            download_fd = self.boundary.open_dir(_modcache.DOWNLOAD_DIR[1], cache_fd, rel)
+        except OSError as exc:
+            self.outcome.errors.add(rel, exc)
+            return
+        try:
+            removed = remove_contents(download_fd, self.boundary, self.outcome.errors, rel)[1]
+            self.outcome.cleared_other = self.outcome.cleared_other or removed > 0
+        finally:
+            os.close(download_fd)
 
 
 class FuzzCachePruner(_CachePruner):
@@ -910,7 +1005,7 @@ class FuzzCachePruner(_CachePruner):
         self.errors = _fs.ErrorLog()
         self.files = []
         total = 0
-        for _parent, rel, name, st in _fs.walk_files(root_fd, '', os.fstat(root_fd).st_dev, self.errors):
+        for _parent, rel, name, st in _fs.walk_files(root_fd, '', self.boundary, self.errors):
             self.files.append((rel, name, st.st_mtime_ns, st.st_size, st.st_blocks * 512))
             total += st.st_size
         self.outcome = Outcome(root, 'fuzz', total)
@@ -922,10 +1017,11 @@ class FuzzCachePruner(_CachePruner):
             plan.add(mtime, size, disk, UNIT, _protect_recent(self.policy, self.now, mtime))
         self.outcome.target_met = plan.select(self.policy, self.now, self.outcome.before_bytes, free_bytes, fs_size)
         plan.count_kept(self.outcome)
+        if self.check_mode and self.policy.state == 'absent':
+            self.outcome.cleared_other = any(stat.S_ISDIR(st.st_mode) for _name, st in _fs.list_dir(self.root_fd))
         return plan
 
     def execute(self, plan):
-        root_dev = os.fstat(self.root_fd).st_dev
         for index, (rel, name, mtime, size, disk) in enumerate(self.files):
             if not plan.remove[index]:
                 continue
@@ -945,58 +1041,73 @@ class FuzzCachePruner(_CachePruner):
             try:
                 if self.policy.state == 'present' and (_mtime_ns(name, parent_fd) or 0) > mtime:
                     self.outcome.keep(USED_SINCE_SCAN)
-                elif _unlink(name, parent_fd, self.errors, path):
+                elif unlink_entry(name, parent_fd, self.errors, path):
                     self.outcome.removed(path, size, disk)
                 else:
                     self.outcome.keep(FAILED)
             finally:
                 os.close(parent_fd)
-        if self.policy.state == 'absent' and not self.check_mode and self.outcome.busy is None:
+        # Directories only once every file is gone: a corpus file that stayed must not go with its directory.
+        if self.policy.state == 'absent' and not self.check_mode and self.outcome.busy is None and not any(
+                self.outcome.kept.get(reason) for reason in (FAILED, REASONS[UNREAD])) and not self.errors.total:
             for name, st in _fs.list_dir(self.root_fd):
                 if stat.S_ISDIR(st.st_mode):
-                    remove_tree(self.root_fd, name, root_dev, self.errors, name)
+                    self.sweep_tree(self.root_fd, name, name)
 
 
-def prune_cache(path, kind, policy, check_mode=False, now=None, busy_uid=None, freed_on_device=None):
-    """Prune one cache; returns Outcome.as_dict().
+def prune_root(root_fd, real_path, target, policy, check_mode, now, busy_uid, freed_on_device):
+    """Prune the cache open as root_fd (run as its owner by _locate.on_root); Outcome.as_dict() plus its device.
 
     `busy_uid`: whose Go processes make the cache busy (None: anyone's).
     `freed_on_device`: {st_dev: bytes} planned so far in this run, so that
     min_free in check mode accounts for caches planned before this one on the
     same file system exactly as a real run's statvfs would.
     """
-    now = time.time() if now is None else now
-    real = check_root(path, kind)
-    freed_on_device = {} if freed_on_device is None else freed_on_device
     guard = BusyGuard(policy, busy_uid)
-    fd = _fs.open_dir(real)
-    try:
-        dev = os.fstat(fd).st_dev
-        fs = _fs.filesystem_facts(real)
-        free = fs.get('free_bytes')
-        if free is not None and check_mode:
-            free += freed_on_device.get(dev, 0)
-        if kind == 'build':
-            pruner = BuildCachePruner(fd, real, policy, now, check_mode, guard)
-        elif kind == 'module':
-            pruner = ModuleCachePruner(fd, real, policy, now, check_mode, guard, bool(fs.get('atime_updates')))
-        else:
-            pruner = FuzzCachePruner(fd, real, policy, now, check_mode, guard)
-        plan = pruner.plan(free, fs.get('size_bytes'))
-        outcome = pruner.outcome
-        if any(plan.remove) and not check_mode and not guard.idle():
-            outcome.busy = [process[2] for process in guard.seen]
-            outcome.kept[BUSY] = sum(plan.remove)
-        else:
-            pruner.execute(plan)
-            if outcome.busy:
-                settled = outcome.removed_entries + sum(outcome.kept.get(reason, 0)
-                                                        for reason in (USED_SINCE_SCAN, LOCKED, FAILED, BUSY))
-                outcome.keep(BUSY, sum(plan.remove) - settled)
-        freed_on_device[dev] = freed_on_device.get(dev, 0) + outcome.removed_disk_bytes
-        result = outcome.as_dict()
-        result['path'] = path
-        result['real_path'] = real
-        return result
-    finally:
-        os.close(fd)
+    kind = target.kind
+    dev = os.fstat(root_fd).st_dev
+    fs = _fs.filesystem_facts(fd=root_fd)
+    free = fs.get('free_bytes')
+    if free is not None and check_mode:
+        free += freed_on_device.get(str(dev), 0)
+    if kind == 'build':
+        pruner = BuildCachePruner(root_fd, real_path, policy, now, check_mode, guard)
+    elif kind == 'module':
+        pruner = ModuleCachePruner(root_fd, real_path, policy, now, check_mode, guard, bool(fs.get('atime_updates')))
+    else:
+        pruner = FuzzCachePruner(root_fd, real_path, policy, now, check_mode, guard)
+    plan = pruner.plan(free, fs.get('size_bytes'))
+    outcome = pruner.outcome
+    if any(plan.remove) and not check_mode and not guard.idle():
+        outcome.busy = [process[2] for process in guard.seen]
+        outcome.kept[BUSY] = sum(plan.remove)
+    else:
+        pruner.execute(plan)
+        if outcome.busy:
+            settled = outcome.removed_entries + sum(outcome.kept.get(reason, 0)
+                                                    for reason in (USED_SINCE_SCAN, LOCKED, FAILED, BUSY))
+            outcome.keep(BUSY, sum(plan.remove) - settled)
+    result = outcome.as_dict()
+    result['path'] = _fs.printable(target.path)
+    result['real_path'] = _fs.printable(real_path)
+    result['device'] = str(dev)
+    result['removed_disk_bytes'] = outcome.removed_disk_bytes
+    return result
+
+
+def prune_cache(path, kind, policy, check_mode=False, now=None, busy_uid=None, freed_on_device=None):
+    """Prune the cache directory `path` (an explicit cache: checked, then pruned as its owner)."""
+    target = _locate.Target(path, kind)
+    return prune_target(target, policy, check_mode, now, busy_uid, freed_on_device)[1]
+
+
+def prune_target(target, policy, check_mode=False, now=None, busy_uid=None, freed_on_device=None):
+    """[state, result or reason, owner] of pruning one target as its owner (see _locate.on_root)."""
+    now = time.time() if now is None else now
+    freed_on_device = {} if freed_on_device is None else freed_on_device
+    outcome = _locate.on_root(target, prune_root, policy, check_mode, now, busy_uid, dict(freed_on_device))
+    if outcome[0] == _locate.OK:
+        result = outcome[1]
+        device = result.pop('device')
+        freed_on_device[device] = freed_on_device.get(device, 0) + result.pop('removed_disk_bytes', 0)
+    return outcome

@@ -9,10 +9,11 @@ Shared by the go_cache_prune module and the on-host agent.
 
 from __future__ import annotations
 
-import os
 import time
 
-from ansible_collections.gofleet.cache.plugins.module_utils import _facts
+from ansible_collections.gofleet.cache.plugins.module_utils import _fs
+from ansible_collections.gofleet.cache.plugins.module_utils import _locate
+from ansible_collections.gofleet.cache.plugins.module_utils import _privsep
 from ansible_collections.gofleet.cache.plugins.module_utils import _prune
 from ansible_collections.gofleet.cache.plugins.module_utils import _users
 from ansible_collections.gofleet.cache.plugins.module_utils._units import OptionError, format_bytes
@@ -22,7 +23,11 @@ MAX_ERRORS = 20
 
 
 def resolve_targets(user=None, kinds=None, path=None, kind=None, go='auto'):
-    """[(path, kind, busy_uid, label)] to prune; OptionError for contradictory or bad targets."""
+    """(targets, unlocated) to prune: _locate.Targets, and [{user, kind, path, reason}] of caches Go has no place for.
+
+    OptionError for contradictory or bad options.  An account's locations are
+    worked out as the account (see _locate).
+    """
     if path is not None:
         if kinds is not None:
             raise OptionError('kinds', kinds, 'give either path with kind, or user with kinds, not path with kinds')
@@ -32,7 +37,8 @@ def resolve_targets(user=None, kinds=None, path=None, kind=None, go='auto'):
             raise OptionError('kind', kind, 'path needs kind (build, module or fuzz)')
         if kind not in _prune.KINDS:
             raise OptionError('kind', kind, 'expected one of %s' % ', '.join(_prune.KINDS))
-        return [(path, kind, None, 'explicit')]
+        _locate.check_cache_path(path)
+        return [_locate.Target(path, kind)], []
     if kind is not None:
         raise OptionError('kind', kind, 'kind goes with path; for a user use kinds')
     kinds = ['build'] if kinds is None else list(kinds)
@@ -40,49 +46,75 @@ def resolve_targets(user=None, kinds=None, path=None, kind=None, go='auto'):
         if item not in _prune.KINDS:
             raise OptionError('kinds', item, 'expected one of %s' % ', '.join(_prune.KINDS))
     account = _users.current_account() if user is None else _users.lookup(user, 'user')
-    goenv, _binary, _disagreements, _errors = _facts.account_locations(account, go)
-    targets = []
-    for item in kinds:
-        setting = goenv.settings['GOMODCACHE' if item == 'module' else 'GOCACHE']
-        location = setting.value
-        if location and os.path.isabs(location) and item == 'fuzz':
-            location = os.path.join(location, 'fuzz')
-        targets.append((location, item, account.pw_uid, account.pw_name))
-    return targets
+    return _locate.account_targets(account, kinds, go)
+
+
+def _found(root_fd, real_path, target):  # pylint: disable=unused-argument
+    return real_path
+
+
+def _entry(target, reason=None):
+    item = {'path': _fs.printable(target.path), 'kind': target.kind, 'user': target.user}
+    if reason is not None:
+        item['reason'] = _fs.printable(reason)
+    return item
 
 
 def check_targets(targets):
-    """(targets to prune, missing caches): OptionError for any root that is not a safe Go cache.
+    """(targets to prune, missing, skipped): every root is checked before anything is removed.
 
-    Everything is checked before anything is removed, here and in the agent,
-    which prunes its targets one at a time under a lock each.
+    An explicit path that is not a safe Go cache raises OptionError (nothing
+    is touched).  An account's cache that is not there yet is `missing`; one
+    that is not the account's, or not a Go cache, is `skipped` with the
+    reason: the account chose the location, so it may not stop the others.
+    The agent checks the same way, then prunes one target at a time.
     """
-    checked = []
-    missing = []
-    for path, kind, uid, label in targets:
-        if label != 'explicit' and (not path or not os.path.isdir(path)):
-            # A user without that cache yet has nothing to prune.
-            missing.append({'path': path or None, 'kind': kind, 'user': label})
+    checked, missing, skipped = [], [], []
+    for target in targets:
+        try:
+            state, value, _owner = _locate.on_root(target, _found)
+        except _privsep.ChildFailed as exc:
+            skipped.append(_entry(target, exc.strerror))
             continue
-        _prune.check_root(path, kind, 'path' if label == 'explicit' else 'user')
-        checked.append((path, kind, uid, label))
-    return checked, missing
+        if state == _locate.MISSING:
+            missing.append(_entry(target))
+        elif state == _locate.SKIPPED:
+            skipped.append(_entry(target, value))
+        else:
+            checked.append(target)
+    return checked, missing, skipped
 
 
-def run(targets, policy, check_mode=False, now=None, freed_on_device=None):
-    """Validate every target, then prune each; returns the module's result dict (without changed/diff).
+def prune_checked(target, policy, check_mode, now, freed_on_device):
+    """[state, result or reason] of one target that check_targets accepted (it may have changed since)."""
+    busy_uid = None if target.account is None else target.account.pw_uid
+    try:
+        state, value, _owner = _prune.prune_target(target, policy, check_mode, now, busy_uid, freed_on_device)
+    except _privsep.ChildFailed as exc:
+        return [_locate.SKIPPED, exc.strerror]
+    return [state, value]
+
+
+def run(targets, policy, check_mode=False, now=None, freed_on_device=None, unlocated=()):
+    """Check every target, then prune each; returns the module's result dict (without changed/diff).
 
     `freed_on_device` ({st_dev: bytes}) carries min_free's check-mode accounting
     across calls that prune one target each.
     """
     now = time.time() if now is None else now
-    checked, missing = check_targets(targets)
+    checked, missing, skipped = check_targets(targets)
+    missing = [dict(item) for item in unlocated] + missing
     results = []
     freed_on_device = {} if freed_on_device is None else freed_on_device
-    for path, kind, uid, label in checked:
-        result = _prune.prune_cache(path, kind, policy, check_mode, now, uid, freed_on_device)
-        result['user'] = None if label == 'explicit' else label
-        results.append(result)
+    for target in checked:
+        state, value = prune_checked(target, policy, check_mode, now, freed_on_device)
+        if state == _locate.OK:
+            value['user'] = target.user
+            results.append(value)
+        elif state == _locate.MISSING:
+            missing.append(_entry(target))
+        else:
+            skipped.append(_entry(target, value))
     totals = {'removed_entries': 0, 'removed_bytes': 0, 'before_bytes': 0, 'after_bytes': 0, 'kept': {},
               'errors': [], 'errors_total': 0, 'sample': []}
     for result in results:
@@ -98,7 +130,9 @@ def run(targets, policy, check_mode=False, now=None, freed_on_device=None):
                 totals['sample'].append('%s %s' % (result['kind'], name))
     totals['caches'] = results
     totals['missing'] = missing
+    totals['skipped'] = skipped
     totals['busy'] = [result['real_path'] for result in results if result['busy']]
+    totals['changed'] = bool(totals['removed_entries'] or any(result['cleared_other'] for result in results))
     return totals
 
 

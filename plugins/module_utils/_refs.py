@@ -12,9 +12,11 @@ A go.mod `require` (or `replace` target) keeps the whole version.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 
+from ansible_collections.gofleet.cache.plugins.module_utils import _fs
 from ansible_collections.gofleet.cache.plugins.module_utils._units import OptionError
 
 # Directories never searched for go.sum/go.mod: VCS metadata, vendored copies,
@@ -22,6 +24,8 @@ from ansible_collections.gofleet.cache.plugins.module_utils._units import Option
 # under a searched directory would otherwise reference all of itself).
 SKIP_DIRS = frozenset(('.git', '.hg', '.svn', 'node_modules', 'vendor', 'testdata'))
 MAX_FILES = 100000
+MAX_FILE_BYTES = 16 << 20
+REFERENCE_FILES = frozenset(('go.sum', 'go.mod', 'go.work.sum'))
 
 _REQUIRE_LINE = re.compile(r'^\s*(?:require\s+)?(\S+)\s+(v\S+?)(?:\s*//.*)?$')
 _REPLACE_LINE = re.compile(r'=>\s*(\S+)\s+(v\S+)\s*(?://.*)?$')
@@ -63,32 +67,81 @@ def parse_go_mod(text, full):
 
 
 def collect(paths, option='keep_referenced'):
-    """(full, graph): sets of (module, version) referenced by the files or directory trees in `paths`."""
+    """(full, graph): sets of (module, version) referenced by the files or directory trees in `paths`.
+
+    The trees may hold anyone's checkouts: they are walked through
+    descriptors without following links or entering other mounts, and only
+    regular files named go.sum, go.mod or go.work.sum, of at most
+    MAX_FILE_BYTES, are read (opened without waiting on a FIFO).  A named
+    path that cannot be read fails the option: a reference missed means a
+    version removed that should have stayed.
+    """
     full, graph = set(), set()
-    files = []
+    count = [0]
     for path in paths or []:
-        if not os.path.isabs(path):
+        if not isinstance(path, str) or not os.path.isabs(path):
             raise OptionError(option, path, 'path must be absolute')
-        if os.path.isfile(path):
-            files.append(path)
-        elif os.path.isdir(path):
-            for dirpath, dirnames, filenames in os.walk(path):
-                dirnames[:] = [name for name in dirnames
-                               if name not in SKIP_DIRS and not name.startswith('.') and '@' not in name]
-                files.extend(os.path.join(dirpath, name) for name in filenames if name in ('go.sum', 'go.mod', 'go.work.sum'))
-                if len(files) > MAX_FILES:
-                    raise OptionError(option, path, 'more than %d go.sum/go.mod files; name narrower directories'
-                                      % MAX_FILES)
-        else:
-            raise OptionError(option, path, 'no such file or directory')
-    for path in files:
         try:
-            with open(path, encoding='utf-8', errors='replace') as handle:
-                text = handle.read()
+            _collect_path(os.path.normpath(path), full, graph, count, option)
         except OSError as exc:
-            raise OptionError(option, path, 'cannot read: %s' % exc.strerror)
-        if os.path.basename(path) == 'go.mod' or path.endswith('.mod'):
-            parse_go_mod(text, full)
-        else:
-            parse_go_sum(text, full, graph)
+            raise OptionError(option, path, 'cannot read %s: %s'
+                              % (_fs.printable(exc.filename or path), exc.strerror or exc))
     return full, graph
+
+
+def _open_dir(path):
+    if os.geteuid() == 0:
+        return _fs.open_trusted_path(path)
+    return os.open(path, os.O_RDONLY | os.O_DIRECTORY | getattr(os, 'O_CLOEXEC', 0))
+
+
+def _collect_path(path, full, graph, count, option):
+    try:
+        fd = _open_dir(path)
+    except OSError as exc:
+        if exc.errno != errno.ENOTDIR:
+            raise
+        parent = _open_dir(os.path.dirname(path))
+        try:
+            _parse_file(parent, os.path.basename(path), full, graph)
+        finally:
+            os.close(parent)
+        return
+    try:
+        errors = _fs.ErrorLog()
+        for parent_fd, _rel, name, _st in _walk(fd, errors):
+            count[0] += 1
+            if count[0] > MAX_FILES:
+                raise OptionError(option, path, 'more than %d go.sum/go.mod files; name narrower directories'
+                                  % MAX_FILES)
+            try:
+                _parse_file(parent_fd, name, full, graph)
+            except OSError:
+                continue  # a checkout's file that cannot be read: its references stay unknown
+    finally:
+        os.close(fd)
+
+
+def _walk(fd, errors):
+    """go.sum/go.mod files below fd, skipping SKIP_DIRS, hidden directories and extracted module versions."""
+    boundary = _fs.Boundary(fd)
+
+    def pruned(rel):
+        name = rel.rsplit('/', 1)[-1]
+        return name in SKIP_DIRS or name.startswith('.') or '@' in name
+
+    for parent_fd, rel, name, st in _fs.walk_files(fd, '', boundary, errors, skip_dir=pruned):
+        if name in REFERENCE_FILES:
+            yield parent_fd, rel, name, st
+
+
+def _parse_file(dir_fd, name, full, graph):
+    fd = _fs.open_file(name, dir_fd)
+    try:
+        text = _fs.read_fd(fd, MAX_FILE_BYTES, name).decode('utf-8', 'replace')
+    finally:
+        os.close(fd)
+    if name == 'go.mod' or name.endswith('.mod'):
+        parse_go_mod(text, full)
+    else:
+        parse_go_sum(text, full, graph)

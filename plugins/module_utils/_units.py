@@ -10,6 +10,7 @@ Pure standard library: the modules, the on-host agent and the tests share it.
 from __future__ import annotations
 
 import datetime
+import fractions
 import re
 
 DURATION_UNITS = {
@@ -30,6 +31,10 @@ SIZE_UNITS = {
 
 _DURATION_RE = re.compile(r'^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$')
 _SIZE_RE = re.compile(r'^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$')
+# Upper bounds: a value past them is a typo or an attack, and the arithmetic stays exact below them.
+MAX_DURATION_S = 100 * 366 * 86400
+MAX_SIZE_BYTES = 2 ** 62
+MAX_COUNT = 1000000
 
 
 class OptionError(ValueError):
@@ -49,12 +54,27 @@ def parse_duration(value, option):
     if isinstance(value, (int, float)):
         if value < 0:
             raise OptionError(option, value, 'a duration cannot be negative')
-        return int(value)
+        return _bounded(value, MAX_DURATION_S, option, value, 'a duration')
     match = _DURATION_RE.match(str(value))
     unit = match.group(2).lower() if match else None
     if not match or unit not in DURATION_UNITS and unit != '':
         raise OptionError(option, value, 'expected a duration such as 90m, 12h, 30d or 2w (units s, m, h, d, w)')
-    return int(float(match.group(1)) * DURATION_UNITS.get(unit, 1))
+    return _bounded(fractions.Fraction(match.group(1)) * DURATION_UNITS.get(unit, 1), MAX_DURATION_S, option, value,
+                    'a duration')
+
+
+def _bounded(number, limit, option, value, what):
+    """int(number), or OptionError when it is larger than `limit` (or not a finite number)."""
+    if number != number or number in (float('inf'), float('-inf')) or number > limit:
+        raise OptionError(option, value, '%s larger than %d is not accepted' % (what, limit))
+    return int(number)
+
+
+def parse_count(value, option, minimum=0):
+    """An integer from `minimum` to MAX_COUNT (keep_versions, top); OptionError naming the option otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= MAX_COUNT:
+        raise OptionError(option, value, 'expected an integer from %d to %d' % (minimum, MAX_COUNT))
+    return value
 
 
 def parse_size(value, option):
@@ -64,14 +84,15 @@ def parse_size(value, option):
     if isinstance(value, (int, float)):
         if value < 0:
             raise OptionError(option, value, 'a size cannot be negative')
-        return int(value)
+        return _bounded(value, MAX_SIZE_BYTES, option, value, 'a size')
     text = str(value)
     if text.strip().startswith('-'):
         raise OptionError(option, value, 'a size cannot be negative')
     match = _SIZE_RE.match(text)
     if not match or match.group(2).lower() not in SIZE_UNITS:
         raise OptionError(option, value, 'expected a size such as 500MB or 10GiB (units B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)')
-    return int(float(match.group(1)) * SIZE_UNITS[match.group(2).lower()])
+    return _bounded(fractions.Fraction(match.group(1)) * SIZE_UNITS[match.group(2).lower()], MAX_SIZE_BYTES, option,
+                    value, 'a size')
 
 
 def parse_size_or_percent(value, option):
@@ -80,6 +101,8 @@ def parse_size_or_percent(value, option):
     if text.endswith('%'):
         try:
             percent = float(text[:-1])
+            if percent != percent:
+                raise ValueError(text)
         except ValueError:
             raise OptionError(option, value, 'expected a percentage such as 15% or a size such as 20GB')
         if not 0 <= percent <= 100:

@@ -6,12 +6,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pwd
 import subprocess
 
 from ansible_collections.gofleet.cache.plugins.module_utils import _fs
+from ansible_collections.gofleet.cache.plugins.module_utils import _privsep
 from ansible_collections.gofleet.cache.plugins.module_utils._units import OptionError
 
 # PATH for commands run on behalf of another account (what login(1) gives).
@@ -91,39 +91,13 @@ def account_environment(account):
 
 
 def _drop_privileges(account):
+    identity = _privsep.Identity.of_account(account)
+
     def demote():
-        os.setgid(account.pw_gid)
-        os.initgroups(account.pw_name, account.pw_gid)
-        os.setuid(account.pw_uid)
+        os.setgroups(list(identity.groups))
+        os.setresgid(identity.gid, identity.gid, identity.gid)
+        os.setresuid(identity.uid, identity.uid, identity.uid)
     return demote
-
-
-@contextlib.contextmanager
-def acting_as(account):
-    """File operations inside the block run with `account`'s rights (effective uid, gid and groups).
-
-    Root writing into a directory an account controls would follow links the
-    account planted there; acting as the account gives the file the account as
-    owner and the kernel's permission checks the account's.  The real uid stays
-    root, so the block's end restores root.  Not thread-safe: the module is single-threaded.
-    """
-    if account.pw_uid == os.geteuid():
-        yield
-        return
-    if os.geteuid() != 0:
-        raise PermissionError('acting as %s needs root (the module runs as %s)'
-                              % (account.pw_name, current_account().pw_name))
-    saved_groups = os.getgroups()
-    saved_gid = os.getegid()
-    os.setgroups(os.getgrouplist(account.pw_name, account.pw_gid))
-    os.setegid(account.pw_gid)
-    os.seteuid(account.pw_uid)
-    try:
-        yield
-    finally:
-        os.seteuid(0)
-        os.setegid(saved_gid)
-        os.setgroups(saved_groups)
 
 
 def run_as(account, argv, env, timeout=60, cwd='/'):

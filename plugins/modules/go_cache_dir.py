@@ -15,25 +15,30 @@ description:
     and mode asked for, and optionally moves the account's old cache there (O(migrate=move)) or removes the old one
     (O(migrate=clean), caches being reproducible). The role M(gofleet.cache.go_environment) uses it for every account;
     it is usable on its own.
-  - A missing parent directory inside a directory the account owns (its home, its GOPATH) is created as the
-    account, so that a new C(~/.cache) or C(GOPATH/pkg) never belongs to root; other missing parents belong to root.
-    Parents get mode 0755 minus the umask, as Go would create them.
-  - On one file system the old cache is renamed into the new directory (atomic). Across file systems every file is
-    copied to a temporary name and renamed into place, owner, mode and times kept; in a module cache every
-    C(.ziphash) (what makes Go consider a version present) is copied after everything else, so a killed run never
-    leaves a version Go would trust half copied. A second run skips what is already there and goes on (resumable).
+  - 'The path is walked from C(/) one directory at a time. Missing directories in root''s own space are made by root
+    (mode 0755); from the first directory O(owner) owns (its home, its GOPATH) a process running as O(owner) goes on,
+    following only its own links and making what is missing as O(owner), so that a new C(~/.cache) or
+    C(GOPATH/pkg) never belongs to root. A directory of any other account on the way is refused, and so is a
+    directory reached that belongs to another account. Owner, group and mode are set on the directory held open.'
+  - On one mount the old cache is renamed into the new directory (atomic). Otherwise every file is copied, as
+    O(migrate_owner), to a fresh temporary name and renamed into place, mode and times kept; in a module cache the
+    C(.ziphash) files (what makes Go consider a version present) are copied last, and only by a run in which
+    everything else was copied without an error, so a killed or failing run (a full disk) never leaves a version Go
+    would trust half copied. A second run skips what is already there and goes on (resumable).
     Into an existing cache the copy merges (files already there are kept) and rewrites the C(@v/list) files it
     touched. The build cache may be moved freely (Go content-addresses it); a moved module cache costs build cache
     misses, never errors.
   - The old cache is removed only after every file is across, unit by unit as M(gofleet.cache.go_cache_prune) with
     C(state=absent) removes it, then its root directory. While Go processes of its owner run, O(if_busy) decides.
-  - Nothing is moved when O(migrate_from) does not exist or is not a Go cache of that O(kind) (RV(reason) says why),
-    so a run after a completed move changes nothing.
+  - Nothing is moved when O(migrate_from) does not exist, is not a Go cache of that O(kind), or is not owned by
+    O(migrate_owner) (RV(reason) says why), so a run after a completed move changes nothing, and a location an
+    account pointed at another account's directory never gets that directory moved or wiped.
   - Symbolic links in the cache are copied as links, never followed; mount points inside it are not entered.
 author:
   - gofleet.cache maintainers (@gofleet)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - gofleet.cache.shared_hosts
 attributes:
   check_mode:
     support: full
@@ -70,6 +75,13 @@ options:
   migrate_from:
     description: Where the account's cache was until now. Nothing happens when it is O(path) itself.
     type: path
+  migrate_owner:
+    description:
+      - The account whose cache O(migrate_from) is; the move runs as that account. Defaults to O(owner).
+      - The old location comes from the account's own settings, so it is moved or cleaned only when it is that
+        account's Go cache (its root directory owned by it); anything else is left alone and RV(reason) says why.
+      - For a directory several accounts share (O(owner=root)), name the account whose old cache moves in.
+    type: str
   migrate:
     description:
       - V(move) the old cache's content into O(path), V(clean) remove the old cache, V(keep) leave it alone.
@@ -156,11 +168,11 @@ errors:
   elements: dict
 """
 
-import os
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.gofleet.cache.plugins.module_utils import _cachedir
+from ansible_collections.gofleet.cache.plugins.module_utils import _fs
+from ansible_collections.gofleet.cache.plugins.module_utils import _privsep
 from ansible_collections.gofleet.cache.plugins.module_utils import _prune
 from ansible_collections.gofleet.cache.plugins.module_utils import _users
 from ansible_collections.gofleet.cache.plugins.module_utils._units import OptionError
@@ -175,6 +187,7 @@ def main():
             group=dict(type='str'),
             mode=dict(type='str', default='0700'),
             migrate_from=dict(type='path'),
+            migrate_owner=dict(type='str'),
             migrate=dict(type='str', choices=list(_cachedir.METHODS) + ['keep'], default='move'),
             if_busy=dict(type='str', choices=list(_prune.IF_BUSY), default='wait'),
             busy_timeout=dict(type='str', default='15m'),
@@ -185,27 +198,19 @@ def main():
     params = module.params
     try:
         account = _users.current_account() if params['owner'] is None else _users.lookup(params['owner'], 'owner')
+        old_owner = account if params['migrate_owner'] is None else _users.lookup(params['migrate_owner'],
+                                                                                  'migrate_owner')
+        gid = account.pw_gid if params['group'] is None else _privsep.group_id(params['group'])
         mode = _cachedir.parse_mode(params['mode'])
         _prune.Policy(if_busy=params['if_busy'], busy_timeout=params['busy_timeout'])  # validate before any change
-        source = params['migrate_from']
-        migrating = bool(source) and params['migrate'] != 'keep' and \
-            os.path.realpath(source) != os.path.realpath(params['path'])
-        if migrating:
-            # Every refusal before the directory is made: bad input changes nothing on disk.
-            _cachedir.check_locations(source, params['path'], params['kind'])
-        created_changed, created = _cachedir.ensure_dir(params['path'], account, params['group'], mode,
-                                                        module.check_mode)
-        result = _cachedir.nothing_moved()
-        if migrating:
-            owner = os.stat(source).st_uid if os.path.isdir(source) else None
-            result = _cachedir.migrate(source, params['path'], params['kind'], params['migrate'],
-                                       check_mode=module.check_mode, if_busy=params['if_busy'],
-                                       busy_timeout=params['busy_timeout'], busy_uid=owner)
+        changed, created, result = _cachedir.prepare_and_migrate(
+            params['path'], account, gid, mode, params['kind'], params['migrate_from'], params['migrate'], old_owner,
+            module.check_mode, params['if_busy'], params['busy_timeout'])
     except OptionError as exc:
         module.fail_json(msg=str(exc), option=exc.option, value=exc.value)
     except OSError as exc:
-        module.fail_json(msg='%s: %s' % (exc.filename, exc.strerror or exc))
-    result['changed'] = created_changed or result.pop('changed', False)
+        module.fail_json(msg='%s: %s' % (_fs.printable(exc.filename or params['path']), exc.strerror or exc))
+    result['changed'] = changed
     result['created'] = created
     result['path'] = params['path']
     if result['errors_total']:

@@ -23,6 +23,7 @@ author:
   - gofleet.cache maintainers (@gofleet)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - gofleet.cache.shared_hosts
   - ansible.builtin.action_common_attributes.facts
 attributes:
   check_mode:
@@ -208,6 +209,13 @@ ansible_facts:
             owner:
               description: Owner of the cache root.
               type: str
+            skipped:
+              description:
+                - Why the cache was not scanned although it exists, or null. An account's settings named a directory
+                  the account does not own (another account's, root's): it is not credited to the account, and
+                  M(gofleet.cache.go_cache_prune) leaves it alone. Audit a shared cache through O(caches).
+              type: str
+              sample: 'owned by root, not by builder: an account is only credited with (and pruned in) caches it owns'
             mode:
               description: Permissions of the cache root.
               type: str

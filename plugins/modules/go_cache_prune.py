@@ -26,6 +26,7 @@ author:
   - gofleet.cache maintainers (@gofleet)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - gofleet.cache.shared_hosts
 attributes:
   check_mode:
     support: full
@@ -225,7 +226,8 @@ kept:
   description:
     - Units left, by reason. V(recent) O(keep_recent), V(keep) O(keep), V(referenced) O(keep_referenced),
       V(retained) no policy selected it, V(used_since_scan) Go used it between the scan and its removal,
-      V(locked) Go held its lock, V(busy) a running build stopped the run first, V(error) its removal failed.
+      V(locked) Go held its lock, V(busy) a running build stopped the run first, V(error) its removal failed,
+      V(unreadable) part of it could not be read, so what it is stays unknown (it is never removed).
   returned: always
   type: dict
   sample: {recent: 210, retained: 9000, referenced: 12}
@@ -251,13 +253,24 @@ busy:
   type: list
   elements: str
 missing:
-  description: Caches of O(user) that do not exist yet (nothing to prune).
+  description: Caches of O(user) that do not exist yet, or that Go has no place for (C(reason)); nothing to prune.
   returned: always
   type: list
   elements: dict
+skipped:
+  description:
+    - Caches of O(user) left alone, with C(user), C(kind), C(path) and the C(reason). The account's settings name a
+      directory it does not own or that is not a Go cache of that kind, or the account stopped the process acting
+      for it. The module warns for each; the other caches are pruned.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{user: builder, kind: build, path: /srv/shared/go-build, reason: 'owned by root, not by builder: ...'}]
 caches:
   description: The same figures per cache, with C(path), C(real_path), C(kind), C(user), C(target_met) (whether
-    O(max_size) and O(min_free) could be met) and C(busy) (the Go processes seen).
+    O(max_size) and O(min_free) could be met), C(busy) (the Go processes seen) and C(cleared_other) (with
+    O(state=absent): whether anything besides the units, such as stray files, lock files and empty directories,
+    was or would be removed; it counts as a change).
   returned: always
   type: list
   elements: dict
@@ -299,12 +312,13 @@ def main():
     params = module.params
     try:
         policy = _prune.Policy(**dict((name, params[name]) for name in POLICY_OPTIONS))
-        targets = _prune_run.resolve_targets(params['user'], params['kinds'], params['path'], params['kind'],
-                                             params['go'])
-        result = _prune_run.run(targets, policy, check_mode=module.check_mode)
+        targets, unlocated = _prune_run.resolve_targets(params['user'], params['kinds'], params['path'],
+                                                        params['kind'], params['go'])
+        result = _prune_run.run(targets, policy, check_mode=module.check_mode, unlocated=unlocated)
     except OptionError as exc:
         module.fail_json(msg=str(exc), option=exc.option, value=exc.value)
-    result['changed'] = result['removed_entries'] > 0
+    for item in result['skipped']:
+        module.warn('%s cache %s of %s left alone: %s' % (item['kind'], item['path'], item['user'], item['reason']))
     if module._diff:
         result['diff'] = {'before': _prune_run.summary_lines(result, removed=False),
                           'after': _prune_run.summary_lines(result, removed=True)}

@@ -29,6 +29,7 @@ author:
   - gofleet.cache maintainers (@gofleet)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - gofleet.cache.shared_hosts
 attributes:
   check_mode:
     support: full
@@ -152,25 +153,12 @@ overridden:
   sample: [{var: GOCACHE, value: /data/go/builder/build, env_value: /tmp/gocache}]
 """
 
-import os
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.gofleet.cache.plugins.module_utils import _fs
 from ansible_collections.gofleet.cache.plugins.module_utils import _goenv
 from ansible_collections.gofleet.cache.plugins.module_utils import _users
 from ansible_collections.gofleet.cache.plugins.module_utils._units import OptionError
-
-
-def resolve_path(account, explicit):
-    """The go env file to manage, with OptionError when the account has none."""
-    if explicit:
-        return explicit
-    path, _source, error = _goenv.goenv_file(_users.account_environment(account))
-    if path is None:
-        raise OptionError('user', account.pw_name, 'Go finds no go env file for this account (%s)'
-                          % (error or 'GOENV=off in its environment'))
-    return path
 
 
 def main():
@@ -184,34 +172,17 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
+    path = params['path']
     try:
         account = _users.current_account() if params['user'] is None else _users.lookup(params['user'], 'user')
-        path = resolve_path(account, params['path'])
-        with _users.acting_as(account):
-            # Like Go, write through a symbolic link (a dotfiles checkout) - with the account's rights only.
-            target = os.path.realpath(path)
-            before = _fs.read_text_file(target)
-            after, added, removed = _goenv.edit_env_file(before or '', params['vars'], params['state'])
-            delete_file = params['state'] == 'absent' and not params['vars']
-            if delete_file:
-                after = None
-            elif before is None and not added:
-                after = None  # removing from a file that does not exist: nothing to write
-            changed = after != before
-            if changed and not module.check_mode:
-                if after is None:
-                    os.unlink(target)
-                else:
-                    directory = os.path.dirname(target)
-                    if not os.path.isdir(directory):
-                        os.makedirs(directory, 0o777)  # Go's MkdirAll mode; the umask applies
-                    _fs.write_file_atomic(target, after.encode('utf-8', 'surrogateescape'))
+        environment = _users.account_environment(account)
+        path, before, after, added, removed, changed = _goenv.edit_file(
+            account, environment, params['vars'], params['state'], params['path'], module.check_mode)
     except OptionError as exc:
         module.fail_json(msg=str(exc), option=exc.option, value=exc.value)
     except OSError as exc:
-        module.fail_json(msg='%s: %s' % (exc.filename or path, exc.strerror or exc))
+        module.fail_json(msg='%s: %s' % (_fs.printable(exc.filename or path), exc.strerror or exc))
 
-    environment = _users.account_environment(account)
     overridden = []
     for name, value in sorted(added.items()):
         env_value = environment.get(name, '')

@@ -57,8 +57,10 @@ def dirs(tmp_path):
     made = {}
     for name in ('locks', 'metrics'):
         made[name] = str(tmp_path / name)
-        os.mkdir(made[name])
-    return made
+        os.mkdir(made[name], 0o755)
+    made['lock_fd'] = os.open(made['locks'], os.O_RDONLY | os.O_DIRECTORY)
+    yield made
+    os.close(made['lock_fd'])
 
 
 def write_config(tmp_path, **options):
@@ -280,15 +282,29 @@ def test_shared_metrics_name_the_cache_owner(tmp_path, shared_cache, dirs, capsy
 
 
 @as_root
-def test_root_hands_an_accounts_metrics_file_to_it(tmp_path, dirs, capsys, monkeypatch):
-    nobody = pwd.getpwnam('nobody')
+def test_root_writes_an_accounts_metrics_file_itself(tmp_path, dirs, capsys, monkeypatch):
     path = write_config(tmp_path, go='none', lock_dir=dirs['locks'], metrics_dir=dirs['metrics'])
     # nobody's caches do not exist: the run reports them and writes its metrics file all the same.
     code, out, _err = run(['--config', path, '--user', 'nobody'], capsys)
     assert code == _agent.EXIT_OK
     assert out[0].endswith('no cache yet, nothing to prune')
+    # Root's file in a directory only root writes: no account can replace it or squat its name.
     st = os.stat(os.path.join(dirs['metrics'], 'gofleet_cache_user_nobody.prom'))
-    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (nobody.pw_uid, 0o644)
+    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o644)
+
+
+@as_root
+def test_a_metrics_file_someone_planted_is_replaced_not_followed(tmp_path, shared_cache, dirs, capsys):
+    victim = tmp_path / 'victim'
+    victim.write_text('keep\n')
+    planted = os.path.join(dirs['metrics'], 'gofleet_cache_shared.prom')
+    os.symlink(str(victim), planted)
+    path = write_config(tmp_path, caches=[{'path': shared_cache, 'kind': 'build'}], lock_dir=dirs['locks'],
+                        metrics_dir=dirs['metrics'])
+    code, _out, _err = run(['--config', path, '--shared'], capsys)
+    assert code == _agent.EXIT_OK
+    assert victim.read_text() == 'keep\n'
+    assert not os.path.islink(planted) and 'gofleet_cache_size_bytes' in open(planted).read()
 
 
 def python_for(account):
@@ -334,7 +350,7 @@ def test_metrics_dir_must_exist(tmp_path, shared_cache, dirs, capsys):
     path = write_config(tmp_path, caches=[{'path': shared_cache, 'kind': 'build'}], lock_dir=dirs['locks'],
                         metrics_dir=str(tmp_path / 'missing'))
     code, _out, err = run(['--config', path, '--shared'], capsys)
-    assert code == _agent.EXIT_CONFIG and 'metrics_dir' in err and 'no such directory' in err
+    assert code == _agent.EXIT_CONFIG and 'metrics_dir' in err and 'No such file or directory' in err
 
 
 # --------------------------------------------------------------------------- locks
@@ -346,8 +362,15 @@ def locked_config(tmp_path, shared_cache, dirs, **options):
                         caches=[{'path': shared_cache, 'kind': 'build'}], **options)
 
 
+class HeldLock(_agent.CacheLock):
+    """A CacheLock on the lock directory as another run opens it."""
+
+    def __init__(self, dirs, cache, exclusive=True):
+        super(HeldLock, self).__init__(dirs['lock_fd'], os.path.normpath(cache), exclusive)
+
+
 def hold(dirs, cache, exclusive=True):
-    lock = _agent.CacheLock(dirs['locks'], os.path.realpath(cache), exclusive)
+    lock = HeldLock(dirs, cache, exclusive)
     assert lock.acquire(0)
     return lock
 
@@ -361,7 +384,7 @@ def test_skip_leaves_a_locked_cache_and_exits_3(tmp_path, shared_cache, dirs, ca
     finally:
         lock.release()
     assert code == _agent.EXIT_BUSY
-    assert 'skipped: another gofleet-cache-agent run held %s' % lock.path in out[0]
+    assert 'skipped: another gofleet-cache-agent run held %s' % lock.name in out[0]
     assert tree(shared_cache) == before
     _text, families = metrics_of(os.path.join(dirs['metrics'], 'gofleet_cache_shared.prom'))
     if families is not None:
@@ -400,19 +423,19 @@ def test_wait_and_proceed_prune_once_the_other_run_ends(tmp_path, shared_cache, 
 
 
 def test_dry_runs_share_the_lock_a_real_run_takes_alone(dirs, shared_cache):
-    real_path = os.path.realpath(shared_cache)
     first = hold(dirs, shared_cache, exclusive=False)
-    second = _agent.CacheLock(dirs['locks'], real_path, exclusive=False)
-    real = _agent.CacheLock(dirs['locks'], real_path, exclusive=True)
+    second = HeldLock(dirs, shared_cache, exclusive=False)
+    real = HeldLock(dirs, shared_cache, exclusive=True)
+    third = HeldLock(dirs, shared_cache, exclusive=False)
     try:
         assert second.acquire(0)
         assert not real.acquire(0.2)
         first.release()
         second.release()
         assert real.acquire(0)
-        assert not _agent.CacheLock(dirs['locks'], real_path, exclusive=False).acquire(0)
+        assert not third.acquire(0)
     finally:
-        for lock in (first, second, real):
+        for lock in (first, second, real, third):
             lock.release()
 
 
@@ -427,7 +450,7 @@ def test_a_symlink_planted_as_lock_file_is_never_followed(tmp_path, shared_cache
     target = str(tmp_path / 'precious')
     with open(target, 'w') as handle:
         handle.write('keep\n')
-    lock_path = os.path.join(dirs['locks'], _agent.lock_name(os.path.realpath(shared_cache)))
+    lock_path = os.path.join(dirs['locks'], _agent.lock_name(os.path.normpath(shared_cache)))
     os.symlink(target, lock_path)
     path = locked_config(tmp_path, shared_cache, dirs)
     code, out, _err = run(['--config', path, '--shared'], capsys)
@@ -438,25 +461,32 @@ def test_a_symlink_planted_as_lock_file_is_never_followed(tmp_path, shared_cache
         assert handle.read() == 'keep\n'
 
 
-@as_root
-def test_lock_files_of_another_account_are_used_read_only(dirs, shared_cache):
-    real_path = os.path.realpath(shared_cache)
-    lock_path = os.path.join(dirs['locks'], _agent.lock_name(real_path))
-    with open(lock_path, 'w'):
-        pass
-    os.chown(lock_path, pwd.getpwnam('nobody').pw_uid, -1)
-    os.chmod(lock_path, 0o444)
-    lock = _agent.CacheLock(dirs['locks'], real_path)
-    try:
-        assert lock.acquire(0)
-    finally:
-        lock.release()
+def test_a_fifo_planted_as_lock_file_never_blocks_the_run(tmp_path, shared_cache, dirs, capsys):
+    os.mkfifo(os.path.join(dirs['locks'], _agent.lock_name(os.path.normpath(shared_cache))))
+    path = locked_config(tmp_path, shared_cache, dirs)
+    code, out, _err = run(['--config', path, '--shared'], capsys)
+    assert code == _agent.EXIT_FAILED and 'not a regular file' in out[0]
+    assert len(action_files(shared_cache)) == 10
 
 
-def test_lock_directory_is_made_sticky_and_world_writable(tmp_path):
+def test_lock_directory_is_made_private(tmp_path):
     directory = str(tmp_path / 'locks')
-    assert _agent.lock_directory(directory) == directory
-    assert stat.S_IMODE(os.stat(directory).st_mode) == 0o1777
+    fd = _agent.lock_directory(directory)
+    try:
+        assert os.path.samestat(os.fstat(fd), os.stat(directory))
+    finally:
+        os.close(fd)
+    assert stat.S_IMODE(os.stat(directory).st_mode) == 0o700
+
+
+@pytest.mark.parametrize('mode', [0o1777, 0o775, 0o757])
+def test_a_lock_directory_others_may_write_is_refused(tmp_path, mode):
+    directory = str(tmp_path / 'locks')
+    os.mkdir(directory)
+    os.chmod(directory, mode)
+    with pytest.raises(OptionError) as raised:
+        _agent.lock_directory(directory)
+    assert raised.value.option == 'lock_dir' and 'another account could write there' in str(raised.value)
 
 
 @as_root

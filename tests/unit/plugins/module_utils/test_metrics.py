@@ -106,13 +106,21 @@ def test_file_names_per_job():
     assert _metrics.file_name('user_a/b c') == 'gofleet_cache_user_a_b_c.prom'
 
 
+def write_atomic(directory, name, text):
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        return _metrics.write_atomic(fd, directory, name, text)
+    finally:
+        os.close(fd)
+
+
 def test_write_replaces_the_file_in_one_rename(tmp_path):
     directory = str(tmp_path)
-    first = _metrics.write_atomic(directory, 'gofleet_cache_shared.prom', 'old\n')
+    first = write_atomic(directory, 'gofleet_cache_shared.prom', 'old\n')
     # A reader that opened the old file (node_exporter mid-scrape) keeps reading all of it.
     with open(first) as reader:
         old_inode = os.fstat(reader.fileno()).st_ino
-        path = _metrics.write_atomic(directory, 'gofleet_cache_shared.prom', 'new ü\n')
+        path = write_atomic(directory, 'gofleet_cache_shared.prom', 'new ü\n')
         assert reader.read() == 'old\n'
     assert path == first
     st = os.stat(path)
@@ -125,10 +133,10 @@ def test_write_replaces_the_file_in_one_rename(tmp_path):
 
 def test_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
     directory = str(tmp_path)
-    _metrics.write_atomic(directory, 'gofleet_cache_user_a.prom', 'old\n')
+    write_atomic(directory, 'gofleet_cache_user_a.prom', 'old\n')
     os.mkdir(os.path.join(directory, 'gofleet_cache_user_b.prom'))
     with pytest.raises(OSError):
-        _metrics.write_atomic(directory, 'gofleet_cache_user_b.prom', 'new\n')
+        write_atomic(directory, 'gofleet_cache_user_b.prom', 'new\n')
     assert sorted(os.listdir(directory)) == ['gofleet_cache_user_a.prom', 'gofleet_cache_user_b.prom']
     with open(os.path.join(directory, 'gofleet_cache_user_a.prom')) as handle:
         assert handle.read() == 'old\n'
@@ -138,10 +146,10 @@ def test_temporary_names_are_not_read_by_the_textfile_collector(tmp_path, monkey
     seen = []
     real_rename = os.rename
 
-    def rename(source, destination):
+    def rename(source, destination, **kwargs):
         seen.append(os.path.basename(source))
-        real_rename(source, destination)
+        real_rename(source, destination, **kwargs)
 
     monkeypatch.setattr(os, 'rename', rename)
-    _metrics.write_atomic(str(tmp_path), 'gofleet_cache_shared.prom', 'x\n')
+    write_atomic(str(tmp_path), 'gofleet_cache_shared.prom', 'x\n')
     assert seen and seen[0].startswith('.') and not seen[0].endswith('.prom')

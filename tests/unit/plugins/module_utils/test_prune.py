@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from ansible_collections.gofleet.cache.plugins.module_utils import _prune, _semver
+from ansible_collections.gofleet.cache.plugins.module_utils import _locate, _prune, _semver
 from ansible_collections.gofleet.cache.plugins.module_utils._facts import scan_cache
 from ansible_collections.gofleet.cache.plugins.module_utils._units import OptionError
 from ansible_collections.gofleet.cache.tests.unit.plugins.module_utils.cachetree import (
@@ -128,8 +128,10 @@ def test_symlinks_never_followed(build_cache, tmp_path):
 ])
 def test_refuses_non_cache_roots(tmp_path, path_kind, reason):
     if path_kind == 'home':
-        homes = [entry.pw_dir for entry in pwd.getpwall()
-                 if os.path.isdir(entry.pw_dir) and entry.pw_dir not in _prune.SYSTEM_DIRS]
+        system = set((st.st_dev, st.st_ino) for st in (os.stat(item) for item in _locate.SYSTEM_DIRS
+                                                         if os.path.isdir(item)))
+        homes = [entry.pw_dir for entry in pwd.getpwall() if os.path.isdir(entry.pw_dir)
+                 and (os.stat(entry.pw_dir).st_dev, os.stat(entry.pw_dir).st_ino) not in system]
         if not homes:
             pytest.skip('no account with a home directory outside the system directories')
         path = homes[0]
@@ -139,7 +141,7 @@ def test_refuses_non_cache_roots(tmp_path, path_kind, reason):
     else:
         path = path_kind
     with pytest.raises(OptionError, match=reason):
-        _prune.check_root(path, 'build')
+        _prune.prune_cache(path, 'build', _prune.Policy(state='absent'))
     if path_kind == 'plain':
         assert (tmp_path / 'file').read_text() == 'x'
 

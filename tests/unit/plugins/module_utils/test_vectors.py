@@ -204,7 +204,7 @@ def simulated(monkeypatch):
         filesystem = dict(DEFAULT_FILESYSTEM, **environment.get('filesystem', {}))
         materialised = allocated_bytes(space.root)
 
-        def filesystem_facts(_path, _mountinfo_text=None):
+        def filesystem_facts(*_args, **_kwargs):
             facts = {'mount': '/', 'fstype': 'simulated', 'inodes_total': None, 'inodes_free': None,
                      'inodes_used_pct': None}
             facts.update(filesystem)
