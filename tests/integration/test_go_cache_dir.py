@@ -125,19 +125,23 @@ def test_move_is_exact_and_go_builds_from_the_new_place(go_bin, go_caches, place
 
 
 CRASH_SCRIPT = r"""
-import os, sys
+import os, pwd, sys
 sys.path.insert(0, sys.argv[1])
 from ansible_collections.gofleet.cache.plugins.module_utils import _cachedir
 limit = int(sys.argv[5])
 real_rename = os.rename
 count = [0]
-def rename(src, dst):
+def rename(src, dst, **kwargs):
     count[0] += 1
     if count[0] > limit:
         os._exit(9)  # as if killed: no cleanup, no exception handling
-    real_rename(src, dst)
+    real_rename(src, dst, **kwargs)
 os.rename = rename
-_cachedir.migrate(sys.argv[2], sys.argv[3], sys.argv[4], 'move')
+ci = pwd.getpwnam('gofleet-ci')
+try:
+    _cachedir.prepare_and_migrate(sys.argv[3], ci, ci.pw_gid, 0o700, sys.argv[4], sys.argv[2], 'move')
+except OSError:
+    os._exit(9)  # the copy runs in a child as the account: its death reaches root as a failure
 """
 
 

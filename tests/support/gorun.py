@@ -13,6 +13,7 @@ API:
 - ``go_env(home, gocache=None, gomodcache=None, go=None, **extra)`` -> dict:
   PATH (Go's bin first), HOME, LANG=C, GOTOOLCHAIN=local, GOCACHE/GOMODCACHE
   when given, ``extra`` verbatim (a None value drops the key).
+- ``run_as_account(user, argv)`` -> CompletedProcess: a plain command as ``user``.
 - ``run_go(args, env, user=None, cwd=None, go=None, check=True)`` ->
   CompletedProcess (text, stdout/stderr captured). When called as root with
   another ``user``, privileges are dropped with ``subprocess`` ``user=``,
@@ -49,7 +50,8 @@ from typing import Dict, Iterable, Mapping, Optional, Sequence, Union
 
 from .goproxy import proxy_url
 
-__all__ = ["GoError", "find_go", "account", "go_env", "run_go", "populate_caches", "reset_caches"]
+__all__ = ["GoError", "find_go", "account", "go_env", "run_as_account", "run_go", "populate_caches",
+           "reset_caches"]
 
 PathLike = Union[str, Path]
 
@@ -120,6 +122,13 @@ def _drop_kwargs(user: Optional[Union[str, int]]) -> dict:
     if os.geteuid() != 0:
         raise PermissionError("running as %s needs root (euid %d)" % (pw.pw_name, os.geteuid()))
     return {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
+
+
+def run_as_account(user: Union[str, int], argv: Sequence[str]) -> subprocess.CompletedProcess:
+    """Run a plain command as ``user`` (no Go, a minimal environment); raise on failure."""
+    return subprocess.run([str(a) for a in argv], env={"PATH": "/usr/bin:/bin", "LANG": "C"}, cwd="/", check=True,
+                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          universal_newlines=True, **_drop_kwargs(user))
 
 
 def run_go(args: Sequence[str], env: Mapping[str, str], user: Optional[Union[str, int]] = None,
