@@ -288,4 +288,3 @@ def account_targets(account, kinds, go='auto'):
         else:
             targets.append(Target(location['path'], kind, account, location['source']))
     return targets, unlocated
-

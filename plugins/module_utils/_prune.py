@@ -74,7 +74,6 @@ REASONS = {RECENT: 'recent', KEEP: 'keep', REFERENCED: 'referenced', RETAINED: '
 USED_SINCE_SCAN, LOCKED, FAILED, BUSY = 'used_since_scan', 'locked', 'error', 'busy'
 
 
-
 class Policy(object):
     """Validated prune options; every bad value raises OptionError before anything is touched."""
 
@@ -661,7 +660,7 @@ class BuildCachePruner(_CachePruner):
             if reason is None and entry.action_id is not None:
                 action_hex = entry.action_id.hex()
                 if not unlink_entry(action_hex + '-a', self._dir_fd(action_hex[:2]), outcome.errors,
-                               '%s/%s-a' % (action_hex[:2], action_hex)):
+                                    '%s/%s-a' % (action_hex[:2], action_hex)):
                     reason = FAILED
             if reason is not None:
                 outcome.keep(reason)

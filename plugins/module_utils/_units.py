@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import fractions
+import math
 import re
 
 DURATION_UNITS = {
@@ -65,7 +66,7 @@ def parse_duration(value, option):
 
 def _bounded(number, limit, option, value, what):
     """int(number), or OptionError when it is larger than `limit` (or not a finite number)."""
-    if number != number or number in (float('inf'), float('-inf')) or number > limit:
+    if isinstance(number, float) and not math.isfinite(number) or number > limit:
         raise OptionError(option, value, '%s larger than %d is not accepted' % (what, limit))
     return int(number)
 
@@ -101,7 +102,7 @@ def parse_size_or_percent(value, option):
     if text.endswith('%'):
         try:
             percent = float(text[:-1])
-            if percent != percent:
+            if math.isnan(percent):
                 raise ValueError(text)
         except ValueError:
             raise OptionError(option, value, 'expected a percentage such as 15% or a size such as 20GB')

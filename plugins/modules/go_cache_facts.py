@@ -211,11 +211,13 @@ ansible_facts:
               type: str
             skipped:
               description:
-                - Why the cache was not scanned although it exists, or null. An account's settings named a directory
-                  the account does not own (another account's, root's): it is not credited to the account, and
-                  M(gofleet.cache.go_cache_prune) leaves it alone. Audit a shared cache through O(caches).
+                - Why the cache was not scanned although it exists, or null.
+                - An account's settings named a directory the account does not own (another account's, or root's).
+                  It is not credited to the account, and M(gofleet.cache.go_cache_prune) leaves it alone. Audit a
+                  shared cache through O(caches).
               type: str
-              sample: 'owned by root, not by builder: an account is only credited with (and pruned in) caches it owns'
+              sample: 'owned by root, not by builder: an account is only credited with (and pruned in) caches it owns; list
+                a shared cache under caches/path'
             mode:
               description: Permissions of the cache root.
               type: str

@@ -265,12 +265,13 @@ skipped:
   returned: always
   type: list
   elements: dict
-  sample: [{user: builder, kind: build, path: /srv/shared/go-build, reason: 'owned by root, not by builder: ...'}]
+  sample: [{user: builder, kind: build, path: /srv/shared/go-build, reason: 'owned by root, not by builder'}]
 caches:
-  description: The same figures per cache, with C(path), C(real_path), C(kind), C(user), C(target_met) (whether
-    O(max_size) and O(min_free) could be met), C(busy) (the Go processes seen) and C(cleared_other) (with
-    O(state=absent): whether anything besides the units, such as stray files, lock files and empty directories,
-    was or would be removed; it counts as a change).
+  description:
+    - The same figures per cache, with C(path), C(real_path), C(kind), C(user), C(target_met) (whether O(max_size)
+      and O(min_free) could be met) and C(busy) (the Go processes seen).
+    - C(cleared_other), with O(state=absent), tells whether anything besides the units (stray files, lock files,
+      empty directories) was or would be removed; it counts as a change.
   returned: always
   type: list
   elements: dict

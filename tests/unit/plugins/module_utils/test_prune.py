@@ -128,8 +128,8 @@ def test_symlinks_never_followed(build_cache, tmp_path):
 ])
 def test_refuses_non_cache_roots(tmp_path, path_kind, reason):
     if path_kind == 'home':
-        system = set((st.st_dev, st.st_ino) for st in (os.stat(item) for item in _locate.SYSTEM_DIRS
-                                                         if os.path.isdir(item)))
+        stats = [os.stat(item) for item in _locate.SYSTEM_DIRS if os.path.isdir(item)]
+        system = set((st.st_dev, st.st_ino) for st in stats)
         homes = [entry.pw_dir for entry in pwd.getpwall() if os.path.isdir(entry.pw_dir)
                  and (os.stat(entry.pw_dir).st_dev, os.stat(entry.pw_dir).st_ino) not in system]
         if not homes:
