@@ -9,6 +9,7 @@ Usage (run.py spawns these; imports are kept minimal on purpose)::
     python benchmarks/_facts_child.py noop                   # interpreter baseline
     python benchmarks/_facts_child.py facts PATH KIND        # gather_cache_facts(PATH, KIND)
     python benchmarks/_facts_child.py facts-stat PATH KIND   # the same with link_entries=False
+    python benchmarks/_facts_child.py facts-owner PATH KIND  # the same, in a child dropped to nobody
     python benchmarks/_facts_child.py prune-lru PATH KIND SIZE  # check-mode LRU plan down to SIZE
     python benchmarks/_facts_child.py prune PATH KIND DAYS   # prune_cache(PATH, KIND, ...)
 
@@ -147,6 +148,25 @@ def _call(module, name, args, kwargs, keys):
                   "result_json_bytes": len(json.dumps(result, default=str))})
 
 
+def _facts_as_owner(path, kind):
+    """gather_cache_facts run as root does it for an account's cache: in a child that dropped to the account.
+
+    The tree is root's and world-readable, so the child (nobody) reads all of it: the difference with
+    ``facts`` is the privilege separation alone (fork, dropping, the JSON answer).
+    """
+    import pwd  # pylint: disable=import-outside-toplevel
+    privsep = _import("ansible_collections.gofleet.cache.plugins.module_utils._privsep", "call_as")
+    identity_class = sys.modules["ansible_collections.gofleet.cache.plugins.module_utils._privsep"].Identity
+    scan = _import(FACTS_MODULE, "gather_cache_facts")
+    identity = identity_class.of_account(pwd.getpwnam("nobody"))
+    start = time.perf_counter()
+    result = privsep(identity, scan, path, kind)
+    inner = time.perf_counter() - start
+    summary = {key: result.get(key) for key in SUMMARY_KEYS if key in result}
+    return _emit({"ok": True, "inner_s": inner, "summary": summary,
+                  "result_json_bytes": len(json.dumps(result, default=str))})
+
+
 def main(argv):
     """Dispatch one child mode."""
     mode = argv[0] if argv else ""
@@ -161,6 +181,8 @@ def main(argv):
     if mode == "facts-stat" and len(argv) == 3:
         # go_cache_facts link_entries=false: stat only, -a files not read
         return _call(FACTS_MODULE, "gather_cache_facts", argv[1:3], {"link_entries": False}, SUMMARY_KEYS)
+    if mode == "facts-owner" and len(argv) == 3:
+        return _facts_as_owner(argv[1], argv[2])
     if mode == "prune-lru" and len(argv) == 4:
         # LRU max_size to half the cache, planned in full (check mode): the memory of the biggest plan.
         policy = {"max_size": argv[3], "keep_recent": "0s", "remove_incomplete": False, "if_busy": "proceed"}
