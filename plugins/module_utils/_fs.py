@@ -382,7 +382,7 @@ class Boundary(object):
         return fd
 
 
-def walk_files(dir_fd, rel, boundary, errors, skip_symlink=None, skip_mount=None, skip_dir=None):
+def walk_files(dir_fd, rel, boundary, errors, skip_symlink=None, skip_mount=None, skip_dir=None, skip_other=None):
     """Yield (parent_fd, rel_dir, name, stat) for every regular file below dir_fd.
 
     Iterative (an explicit stack of open directories, at most MAX_DEPTH deep).
@@ -390,7 +390,7 @@ def walk_files(dir_fd, rel, boundary, errors, skip_symlink=None, skip_mount=None
     reported through the optional callbacks.  Unreadable or too deep
     directories are recorded in `errors` and skipped, so a caller can tell a
     complete walk from an incomplete one by errors.total.  `skip_dir(rel)`:
-    directories not to enter at all.
+    directories not to enter at all; `skip_other(rel)`: FIFOs, sockets, devices.
     """
     try:
         listing = list_dir(dir_fd)
@@ -434,8 +434,11 @@ def walk_files(dir_fd, rel, boundary, errors, skip_symlink=None, skip_mount=None
                         continue
                     stack.append((child_fd, child_fd, child, iter(child_listing)))
                     break
-                elif stat.S_ISLNK(mode) and skip_symlink:
-                    skip_symlink(here + '/' + name if here else name)
+                elif stat.S_ISLNK(mode):
+                    if skip_symlink:
+                        skip_symlink(here + '/' + name if here else name)
+                elif skip_other:
+                    skip_other(here + '/' + name if here else name)
             else:
                 owned = stack.pop()[0]
                 if owned is not None:

@@ -98,7 +98,7 @@ class Policy(object):
             if not isinstance(pattern, str) or not pattern.strip():
                 raise OptionError('keep', pattern, 'expected a module path glob such as example.com/internal/*')
             self.keep.append(pattern.strip())
-        self.referenced_full, self.referenced_graph = _refs.collect(keep_referenced or [])
+        self.referenced_full, self.referenced_graph, self.reference_errors = _refs.collect(keep_referenced or [])
         self.if_busy = if_busy
         self.busy_timeout = parse_duration(busy_timeout, 'busy_timeout')
 
@@ -511,6 +511,7 @@ class BuildCachePruner(_CachePruner):
         super(BuildCachePruner, self).__init__(root_fd, root, policy, now, check_mode, guard)
         self.scan = _buildcache.BuildCacheScan(root_fd, keep_action_ids=True, boundary=self.boundary).run()
         self.outcome = Outcome(root, 'build', self.scan.bytes)
+        self.outcome.errors.merge(self.scan.errors)  # what could not be read (and so stays) is reported too
         self.dir_fds = {}
 
     def plan(self, free_bytes, fs_size):
@@ -716,6 +717,7 @@ class ModuleCachePruner(_CachePruner):
         self.use_atime = use_atime
         self.scan = _modcache.ModuleCacheScan(root_fd, self.boundary).run()
         self.outcome = Outcome(root, 'module', self.scan.bytes)
+        self.outcome.errors.merge(self.scan.errors)  # what could not be read (and so stays) is reported too
         versions = sorted(self.scan.versions.values(), key=lambda version: (version.module_esc, version.version_esc))
         # Units, in module order: (version, part) with part ALL (the whole version), GRAPH (all but .mod and
         # .info, which a go.sum /go.mod line needs) or TMP (temporary files Go left beside a usable version).

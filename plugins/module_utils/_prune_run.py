@@ -130,9 +130,14 @@ def run(targets, policy, check_mode=False, now=None, freed_on_device=None, unloc
                 totals['sample'].append('%s %s' % (result['kind'], name))
     totals['caches'] = results
     totals['missing'] = missing
-    totals['skipped'] = skipped
+    # Not `skipped`: Ansible reserves that key of a task result for a bool.
+    totals['skipped_caches'] = skipped
     totals['busy'] = [result['real_path'] for result in results if result['busy']]
     totals['changed'] = bool(totals['removed_entries'] or any(result['cleared_other'] for result in results))
+    for error in policy.reference_errors.items:
+        if len(totals['errors']) < MAX_ERRORS:
+            totals['errors'].append(dict(error, option='keep_referenced'))
+    totals['errors_total'] += policy.reference_errors.total
     return totals
 
 

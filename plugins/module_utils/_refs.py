@@ -67,26 +67,30 @@ def parse_go_mod(text, full):
 
 
 def collect(paths, option='keep_referenced'):
-    """(full, graph): sets of (module, version) referenced by the files or directory trees in `paths`.
+    """(full, graph, errors): sets of (module, version) referenced by the files or trees in `paths`, and an
+    _fs.ErrorLog of the files in those trees that could not be read.
 
     The trees may hold anyone's checkouts: they are walked through
     descriptors without following links or entering other mounts, and only
     regular files named go.sum, go.mod or go.work.sum, of at most
     MAX_FILE_BYTES, are read (opened without waiting on a FIFO).  A named
     path that cannot be read fails the option: a reference missed means a
-    version removed that should have stayed.
+    version removed that should have stayed.  A file in a tree that cannot
+    be read (someone's FIFO, a checkout closed to root's reading) is an error
+    in the result, and the rest is read.
     """
     full, graph = set(), set()
+    errors = _fs.ErrorLog()
     count = [0]
     for path in paths or []:
         if not isinstance(path, str) or not os.path.isabs(path):
             raise OptionError(option, path, 'path must be absolute')
         try:
-            _collect_path(os.path.normpath(path), full, graph, count, option)
+            _collect_path(os.path.normpath(path), full, graph, count, option, errors)
         except OSError as exc:
             raise OptionError(option, path, 'cannot read %s: %s'
                               % (_fs.printable(exc.filename or path), exc.strerror or exc))
-    return full, graph
+    return full, graph, errors
 
 
 def _open_dir(path):
@@ -95,7 +99,7 @@ def _open_dir(path):
     return os.open(path, os.O_RDONLY | os.O_DIRECTORY | getattr(os, 'O_CLOEXEC', 0))
 
 
-def _collect_path(path, full, graph, count, option):
+def _collect_path(path, full, graph, count, option, errors):
     try:
         fd = _open_dir(path)
     except OSError as exc:
@@ -108,29 +112,36 @@ def _collect_path(path, full, graph, count, option):
             os.close(parent)
         return
     try:
-        errors = _fs.ErrorLog()
-        for parent_fd, _rel, name, _st in _walk(fd, errors):
+        for parent_fd, rel, name, _st in _walk(fd, path, errors):
             count[0] += 1
             if count[0] > MAX_FILES:
                 raise OptionError(option, path, 'more than %d go.sum/go.mod files; name narrower directories'
                                   % MAX_FILES)
             try:
                 _parse_file(parent_fd, name, full, graph)
-            except OSError:
-                continue  # a checkout's file that cannot be read: its references stay unknown
+            except OSError as exc:
+                errors.add(os.path.join(path, rel, name), exc)
     finally:
         os.close(fd)
 
 
-def _walk(fd, errors):
-    """go.sum/go.mod files below fd, skipping SKIP_DIRS, hidden directories and extracted module versions."""
+def _walk(fd, path, errors):
+    """go.sum/go.mod files below fd, skipping SKIP_DIRS, hidden directories and extracted module versions.
+
+    One named like a reference file but not a regular file (a link, a FIFO) is an error: not read.
+    """
     boundary = _fs.Boundary(fd)
 
     def pruned(rel):
         name = rel.rsplit('/', 1)[-1]
         return name in SKIP_DIRS or name.startswith('.') or '@' in name
 
-    for parent_fd, rel, name, st in _fs.walk_files(fd, '', boundary, errors, skip_dir=pruned):
+    def not_regular(rel):
+        if rel.rsplit('/', 1)[-1] in REFERENCE_FILES:
+            errors.add(os.path.join(path, rel), OSError(errno.EINVAL, 'not a regular file: not read'))
+
+    for parent_fd, rel, name, st in _fs.walk_files(fd, '', boundary, errors, skip_symlink=not_regular,
+                                                   skip_dir=pruned, skip_other=not_regular):
         if name in REFERENCE_FILES:
             yield parent_fd, rel, name, st
 

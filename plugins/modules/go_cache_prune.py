@@ -232,7 +232,9 @@ kept:
   type: dict
   sample: {recent: 210, retained: 9000, referenced: 12}
 errors:
-  description: Paths whose removal failed without stopping the run (at most 20; RV(errors_total) counts all).
+  description:
+    - Paths whose removal failed without stopping the run (at most 20; RV(errors_total) counts all), and files
+      under O(keep_referenced) that could not be read (with C(option)); the references they hold are unknown.
   returned: always
   type: list
   elements: dict
@@ -257,7 +259,7 @@ missing:
   returned: always
   type: list
   elements: dict
-skipped:
+skipped_caches:
   description:
     - Caches of O(user) left alone, with C(user), C(kind), C(path) and the C(reason). The account's settings name a
       directory it does not own or that is not a Go cache of that kind, or the account stopped the process acting
@@ -318,7 +320,7 @@ def main():
         result = _prune_run.run(targets, policy, check_mode=module.check_mode, unlocated=unlocated)
     except OptionError as exc:
         module.fail_json(msg=str(exc), option=exc.option, value=exc.value)
-    for item in result['skipped']:
+    for item in result['skipped_caches']:
         module.warn('%s cache %s of %s left alone: %s' % (item['kind'], item['path'], item['user'], item['reason']))
     if module._diff:
         result['diff'] = {'before': _prune_run.summary_lines(result, removed=False),
