@@ -1,8 +1,10 @@
 # -*- coding: utf-8 -*-
 # Copyright: gofleet.cache contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""cleanup_schedule with systemd: the timers, the units, runs by hand and by the timer, the result on the
-caches, the metrics, the journal, Go still building offline; state=absent on the second instance.
+"""cleanup_schedule with systemd: the timers, the units (every service root's, --user ACCOUNT), runs by hand
+and by the timer, the result on the caches, the metrics, the journal, Go still building offline, an attacker
+account against the lock and metrics directories, injected values refused; state=absent on the second
+instance removes what the role made and nothing else.
 
 Each run happens once, in a module fixture that also records the caches right after it (later Go
 builds in these tests refill them).
@@ -12,6 +14,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import json
 import os
 import sys
 import time
@@ -92,11 +95,16 @@ def test_systemd_analyze_verify_is_clean(host):
     assert UNIT not in cmd.stderr, cmd.stderr
 
 
-def test_units_run_idle_as_the_account(host):
+def test_units_run_idle_as_root_for_the_account(host):
     service = show(host, '%s@alice.service' % UNIT, 'User', 'Nice', 'IOSchedulingClass', 'Type', 'SyslogIdentifier')
-    assert service == {'User': 'alice', 'Nice': '19', 'IOSchedulingClass': '3', 'Type': 'oneshot',
+    # root: the agent drops to each cache's owner itself, and keeps locks and metrics where only root writes
+    assert service == {'User': '', 'Nice': '19', 'IOSchedulingClass': '3', 'Type': 'oneshot',
                        'SyslogIdentifier': 'gofleet-cache-agent'}
+    exec_start = show(host, '%s@alice.service' % UNIT, 'ExecStart')['ExecStart']
+    assert ' --user alice --quiet ' in exec_start, exec_start
+    assert 'User=' not in host.file('/etc/systemd/system/%s@.service' % UNIT).content_string
     assert show(host, '%s-shared.service' % UNIT, 'User')['User'] in ('', 'root')
+    assert ' --shared --quiet ' in show(host, '%s-shared.service' % UNIT, 'ExecStart')['ExecStart']
     timer = show(host, '%s@alice.timer' % UNIT, 'Persistent', 'RandomizedDelayUSec', 'UnitFileState')
     assert timer == {'Persistent': 'yes', 'RandomizedDelayUSec': '5s', 'UnitFileState': 'enabled'}
 
@@ -125,7 +133,7 @@ def test_metrics_files(host, alice, bob, shared):
         checks.assert_metrics(host, job, user, ['build', 'module'], started=run['started'], removed={
             'build': len(run['expect']['aged_actions']), 'module': len(run['expect']['removed_versions'])})
         prom = host.file('%s/gofleet_cache_%s.prom' % (checks.METRICS_DIR, job))
-        assert (prom.user, prom.mode) == (user, 0o644)
+        assert (prom.user, prom.group, prom.mode) == ('root', 'root', 0o644)
     # the shared cache is a copy of alice's (cp -a): its owner is alice
     checks.assert_metrics(host, 'shared', 'alice', ['build'], started=shared['started'], removed={})
 
@@ -147,16 +155,63 @@ def test_go_still_builds_offline(host, alice, bob):
         checks.assert_go_builds_offline(host, user)
 
 
-def test_state_absent_leaves_nothing_behind():
-    absent = testinfra.get_host(ABSENT_HOST)
+def test_an_attacker_cannot_take_a_lock_nor_fake_metrics(host, alice, bob, shared):
+    """mallory, an account of the host, against the lock and metrics directories after real runs; then
+    alice's next run writes her metrics file again, fresh and successful. (Runs alice's service a second
+    time: after the tests that count her journal lines.)"""
+    checks.assert_lock_dir_is_roots_alone(host)
+    tried = checks.attack_metrics(host, 'alice')
+    run = run_by_hand(host, '%s@alice.service' % UNIT)
+    assert run['status'] == {'Result': 'success', 'ExecMainStatus': '0'}, run
+    checks.assert_fresh_metrics(host, 'user_alice', 'alice', ['build', 'module'], tried)
+
+
+def test_injected_values_are_refused_and_change_nothing(host, alice):
+    # alice's service ran after the injections: an ExecStartPre= that got in would have run
+    checks.assert_injections_refused(host, ['/etc/systemd/system/%s@.service' % UNIT, '/etc/systemd/system/%s@.timer' % UNIT,
+                                            '/etc/systemd/system/%s-shared.service' % UNIT,
+                                            '/etc/systemd/system/%s-shared.timer' % UNIT,
+                                            '/etc/gofleet-cache/agent.json', '/etc/gofleet-cache/manifest.json'])
+
+
+# What the listings themselves and systemd's own bookkeeping write, whether or not the role ran.
+NOISE = ('/root/fs-before.txt ', '/root/fs-after.txt ', '/root/fs-after-2.txt ', '/root/manifest-after.json ',
+         '/root/agent-files.txt ',
+         '/var/lib/systemd/timers/stamp-apt',
+         '/var/lib/systemd/timers/stamp-dpkg', '/var/lib/systemd/timers/stamp-e2scrub',
+         '/var/lib/systemd/timers/stamp-fstrim')
+
+
+def fs_difference(absent, listing):
     before = absent.file('/root/fs-before.txt').content_string.splitlines()
-    after = absent.file('/root/fs-after.txt').content_string.splitlines()
-    # What the listing itself and systemd's own bookkeeping write, whether or not the role ran.
-    noise = ('/root/fs-before.txt ', '/root/fs-after.txt ', '/var/lib/systemd/timers/stamp-apt', '/var/lib/systemd/timers/stamp-dpkg',
-             '/var/lib/systemd/timers/stamp-e2scrub', '/var/lib/systemd/timers/stamp-fstrim')
-    added = sorted(set(after) - set(before))
-    removed = sorted(set(before) - set(after))
-    assert [line for line in added if not line.startswith(noise)] == []
+    after = absent.file(listing).content_string.splitlines()
+    added = sorted(line for line in set(after) - set(before) if not line.startswith(NOISE))
+    return added, sorted(set(before) - set(after))
+
+
+def test_state_absent_removes_what_the_role_made_and_nothing_else():
+    """The metrics and lock directories existed before the role, each with a file that is not the role's:
+    they stay with those files (the agent's metrics and lock files go). Everything the role created goes,
+    but for its config directory, which holds an administrator's file: it stays with that file and the
+    manifest, which still lists the directory."""
+    absent = testinfra.get_host(ABSENT_HOST)
+    added, removed = fs_difference(absent, '/root/fs-after.txt')
     assert removed == []
+    assert added == ['/etc/gofleet-cache drwxr-xr-x root', '/etc/gofleet-cache/local.conf -rw-r--r-- root',
+                     '/etc/gofleet-cache/manifest.json -rw-r--r-- root']
+    manifest = json.loads(absent.file('/root/manifest-after.json').content_string)
+    assert manifest['dirs'] == ['/etc/gofleet-cache']
+    # in the directories that existed before: their files, none of the agent's (lock and metrics files, which
+    # alice's run had made)
+    made = absent.file('/root/agent-files.txt').content_string.split()
+    assert 'gofleet_cache_user_alice.prom' in made and [name for name in made if name.endswith('.lock')], made
+    inside = sorted(line.split()[0] for line in absent.file('/root/fs-after.txt').content_string.splitlines()
+                    if line.startswith(('/var/lib/gofleet-cache/', '/var/lib/prometheus/node-exporter/')))
+    assert inside == ['/var/lib/gofleet-cache/admin-note.txt', '/var/lib/prometheus/node-exporter/node_other.prom']
     assert 'gofleet' not in absent.check_output('systemctl list-unit-files --no-pager')
     assert 'gofleet' not in absent.check_output('systemctl list-timers --all --no-pager')
+
+
+def test_state_absent_again_finishes_once_the_foreign_file_is_gone():
+    absent = testinfra.get_host(ABSENT_HOST)
+    assert fs_difference(absent, '/root/fs-after-2.txt') == ([], [])
