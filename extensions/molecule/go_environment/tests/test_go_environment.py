@@ -130,3 +130,16 @@ def test_moved_caches_build_offline_and_verify(host, user):
     assert ' -p runtime ' not in build.stdout
     verify = host.run("su -l %s -c 'cd ~/project && env %s %s mod verify'" % (user, env, GO))
     assert verify.rc == 0 and 'all modules verified' in verify.stdout, verify.stdout + verify.stderr
+
+
+def test_shared_cache_old_caches_moved_as_their_accounts_and_roots_directory_left_alone(host):
+    """side_effect.yml: carol's own old cache was cleaned; root's directory, which mallory's go env file
+    named as her GOCACHE, is exactly as it was (the removal ran as mallory, who does not own it)."""
+    after = host.check_output("find /srv/rootcache -printf '%p %U %G %m %s %T@\\n' | sort")
+    assert after.splitlines() == host.file('/root/rootcache-before.txt').content_string.splitlines()
+    assert host.file('/srv/rootcache/cd/cd01-d').content_string == "root's\n"
+    assert not host.file('/home/carol/.cache/go-build/ab/ab01-d').exists
+    shared = host.file('/srv/shared/build')
+    assert (shared.user, shared.group, shared.mode) == ('root', 'gobuilders', 0o2775)
+    for user in ('carol', 'mallory'):
+        assert host.file('/home/%s/.config/go/env' % user).content_string == 'GOCACHE=/srv/shared/build\n'
