@@ -236,8 +236,9 @@ def default_lock_dir():
 
 
 def lock_directory(configured=None):
-    """fd of the directory holding the cache locks: `configured`, else default_lock_dir()."""
-    return private_dir(configured or default_lock_dir(), 'lock_dir')
+    """(fd, path) of the directory holding the cache locks: `configured`, else default_lock_dir()."""
+    path = configured or default_lock_dir()
+    return private_dir(path, 'lock_dir'), path
 
 
 def lock_name(path):
@@ -255,9 +256,10 @@ class CacheLock(object):
     blocking, and must be a regular file.
     """
 
-    def __init__(self, dir_fd, path, exclusive=True):
+    def __init__(self, dir_fd, path, exclusive=True, directory=''):
         self.dir_fd = dir_fd
         self.name = lock_name(path)
+        self.path = os.path.join(directory, self.name)  # for logs: the file is only ever opened by name in dir_fd
         self.exclusive = exclusive
         self.fd = None
 
@@ -375,12 +377,15 @@ def _outcome(target, state, message=None):
             'message': message, 'lock': None, 'duration': 0.0, 'ended': time.time()}
 
 
-def prune_one(target, config, lock_dir_fd, dry_run, freed_on_device):
-    """Prune one cache under its lock; an outcome dict for the log line, the metrics and the exit code."""
+def prune_one(target, config, lock_dir, dry_run, freed_on_device):
+    """Prune one cache under its lock; an outcome dict for the log line, the metrics and the exit code.
+
+    `lock_dir`: (fd, path) of the lock directory (lock_directory).
+    """
     started = time.monotonic()
     outcome = _outcome(target, 'done')
-    lock = CacheLock(lock_dir_fd, os.path.normpath(target.path), exclusive=not dry_run)
-    outcome['lock'] = lock.name
+    lock = CacheLock(lock_dir[0], os.path.normpath(target.path), exclusive=not dry_run, directory=lock_dir[1])
+    outcome['lock'] = lock.path
     # if_busy=skip does not wait for another run either; wait and proceed wait up to busy_timeout
     # (proceed ignores Go builds, never a second prune of the same cache).
     timeout = 0 if config.policy.if_busy == 'skip' else config.policy.busy_timeout
@@ -508,16 +513,16 @@ def _main(args, log):
         targets, unlocated = _targets(config, account, args.shared)
         # Every root is checked before any is touched, as go_cache_prune does.
         checked, _missing, skipped = _prune_run.check_targets(targets)
-        lock_dir_fd = lock_directory(config.lock_dir)
+        lock_dir = lock_directory(config.lock_dir)
         if config.metrics_dir and not args.dry_run:
             os.close(metrics_directory(config.metrics_dir))
     except OptionError as exc:
         log.error(str(exc))
         return EXIT_CONFIG
     try:
-        outcomes = _run_targets(args, log, config, account, targets, unlocated, checked, skipped, lock_dir_fd)
+        outcomes = _run_targets(args, log, config, account, targets, unlocated, checked, skipped, lock_dir)
     finally:
-        os.close(lock_dir_fd)
+        os.close(lock_dir[0])
     codes = set(exit_code(outcome) for outcome in outcomes)
     if config.metrics_dir and not args.dry_run:
         try:
@@ -529,7 +534,7 @@ def _main(args, log):
     return next(code for code in EXIT_SEVERITY if code in codes) if codes else EXIT_OK
 
 
-def _run_targets(args, log, config, account, targets, unlocated, checked, skipped, lock_dir_fd):
+def _run_targets(args, log, config, account, targets, unlocated, checked, skipped, lock_dir):
     """Prune the checked targets one at a time, logging each cache's line as it is done."""
     job_user = 'shared' if args.shared else account.pw_name
     reasons = dict(((item['path'], item['kind']), item['reason']) for item in skipped)
@@ -542,7 +547,7 @@ def _run_targets(args, log, config, account, targets, unlocated, checked, skippe
             outcome = _outcome(_locate.Target(unplaced['path'] or '', unplaced['kind'], account), 'missing')
             outcome['path'] = unplaced['path']
         elif target in checked:
-            outcome = prune_one(target, config, lock_dir_fd, args.dry_run, freed_on_device)
+            outcome = prune_one(target, config, lock_dir, args.dry_run, freed_on_device)
         elif (_fs.printable(target.path), target.kind) in reasons:
             outcome = _outcome(target, 'skipped', reasons[(_fs.printable(target.path), target.kind)])
         else:

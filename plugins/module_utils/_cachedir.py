@@ -561,8 +561,9 @@ class _Copier(object):
     descriptor; anyone else's copies are simply theirs.
     """
 
-    def __init__(self, boundary, check_mode, defer_suffix=None):
+    def __init__(self, boundary, dest_boundary, check_mode, defer_suffix=None):
         self.boundary = boundary
+        self.dest_boundary = dest_boundary
         self.check_mode = check_mode
         self.defer_suffix = defer_suffix
         self.deferred = []
@@ -651,10 +652,9 @@ class _Copier(object):
                     _prune.unlink_entry(name, dest_fd, self.errors, rel + '/' + name if rel else name)
 
     def _dest_dir(self, dest_parent, name, st, rel):
-        """The copy's directory: opened (never through a link), or made; writable while it is filled."""
+        """The copy's directory: opened (never through a link or into a mount), or made."""
         try:
-            fd = _fs.open_dir(name, dest_parent)
-            self._clear_leftovers(fd, rel)
+            fd = self.dest_boundary.open_dir(name, dest_parent, rel)
         except OSError as exc:
             if exc.errno != errno.ENOENT:
                 raise
@@ -662,9 +662,15 @@ class _Copier(object):
                 return None
             with _writable(dest_parent):
                 os.mkdir(name, 0o700, dir_fd=dest_parent)
-            fd = _fs.open_dir(name, dest_parent)
+            fd = self.dest_boundary.open_dir(name, dest_parent, rel)
             if self.keep_owner:
                 os.fchown(fd, st.st_uid, st.st_gid)
+            return fd
+        try:
+            self._clear_leftovers(fd, rel)
+        except BaseException:
+            os.close(fd)
+            raise
         return fd
 
     @staticmethod
@@ -685,7 +691,7 @@ class _Copier(object):
                 self.errors.add(path, exc)
                 continue
             try:
-                dest_fd = None if dest_root is None else _open_rel_nofollow(dest_root, rel)
+                dest_fd = None if dest_root is None else self.dest_boundary.open_rel_dir(dest_root, rel)
             except OSError as exc:
                 os.close(src_fd)
                 self.errors.add(path, exc)
@@ -776,30 +782,18 @@ class _writable(object):
         return False
 
 
-def _open_rel_nofollow(root_fd, rel):
-    fd = os.dup(root_fd)
-    try:
-        for part in [item for item in rel.split('/') if item]:
-            next_fd = _fs.open_dir(part, fd)
-            os.close(fd)
-            fd = next_fd
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
 def _copy(src_fd, prepared, kind, check_mode, result):
     """(Child.)  Copy every file; for a module cache the .ziphash files last, then rewrite the touched @v/lists."""
-    copier = _Copier(_fs.Boundary(src_fd), check_mode, defer_suffix=ZIPHASH if kind == 'module' else None)
     dest_fd = prepared.fd
+    copier = _Copier(_fs.Boundary(src_fd), None if dest_fd is None else _fs.Boundary(dest_fd), check_mode,
+                     defer_suffix=ZIPHASH if kind == 'module' else None)
     copier.copy_tree(src_fd, dest_fd)
     copier.copy_deferred(src_fd, dest_fd)
     if not check_mode and dest_fd is not None:
         for at_v in sorted(copier.touched_version_lists):
             # Merged caches: @v/list must name every version whose .mod is now there (Go reads it offline).
             try:
-                at_v_fd = _open_rel_nofollow(dest_fd, at_v)
+                at_v_fd = copier.dest_boundary.open_rel_dir(dest_fd, at_v)
             except OSError as exc:
                 copier.errors.add(at_v, exc)
                 continue

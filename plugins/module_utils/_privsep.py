@@ -43,6 +43,7 @@ MAX_RESULT_BYTES = 64 << 20
 MAX_FDS = 16
 STOP_LIMIT_S = 10.0
 POLL_S = 1.0
+PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
 _HEADER = struct.Struct('<Q')
 
@@ -128,6 +129,7 @@ def call_as(identity, func, *args, **kwargs):
     if not needs_child(identity):
         return func(*args, **kwargs)
     parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    parent = os.getpid()
     try:
         pid = os.fork()
     except BaseException:
@@ -136,7 +138,7 @@ def call_as(identity, func, *args, **kwargs):
         raise
     if pid == 0:  # pragma: no cover - runs in the child, which leaves through os._exit
         parent_end.close()
-        _child(identity, child_end, keep_fds, func, args, kwargs)
+        _child(identity, child_end, keep_fds, func, args, kwargs, parent)
     child_end.close()
     try:
         payload, fds = _receive(parent_end, pid, identity)
@@ -145,12 +147,12 @@ def call_as(identity, func, *args, **kwargs):
     return _result(payload, fds, identity)
 
 
-def _child(identity, channel, keep_fds, func, args, kwargs):  # pragma: no cover - forked child
+def _child(identity, channel, keep_fds, func, args, kwargs, parent):  # pragma: no cover - forked child
     status = 1
     try:
         keep = set(keep_fds) | {channel.fileno()}
         _detach(keep)
-        _drop(identity)
+        _drop(identity, parent)
         try:
             value = func(*args, **kwargs)
             fds = []
@@ -190,17 +192,23 @@ def _detach(keep):  # pragma: no cover - forked child
                 pass
 
 
-def _drop(identity):  # pragma: no cover - forked child
+def _drop(identity, parent):  # pragma: no cover - forked child
     os.setgroups(list(identity.groups))
     os.setresgid(identity.gid, identity.gid, identity.gid)
     os.setresuid(identity.uid, identity.uid, identity.uid)
     if os.getresuid() != (identity.uid,) * 3 or os.getresgid() != (identity.gid,) * 3:
         raise OSError(errno.EPERM, 'could not drop to %s' % identity.name)
     try:
+        libc = ctypes.CDLL(None, use_errno=True)
         # Not dumpable: the account cannot ptrace the child, which was forked from root's memory.
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+        libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+        # Killed with root's run (a timeout, an interrupted play), never left to go on unsupervised; set after
+        # the credentials changed, which clears it.
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     except (AttributeError, OSError):
         pass
+    if os.getppid() != parent:
+        raise OSError(errno.ECHILD, 'root\'s run ended before the job began')
     os.chdir('/')
 
 

@@ -79,7 +79,7 @@ def agent(playbook, golden):
     os.mkdir(inst["configs"])
     os.chmod(inst["configs"], 0o755)
     yield inst
-    env_file = Path(golden.home) / ".config" / "go" / "env"
+    env_file = Path(gorun.account(CI).pw_dir) / ".config" / "go" / "env"
     if env_file.exists():
         env_file.unlink()
     shutil.rmtree(str(base), ignore_errors=True)
@@ -104,7 +104,7 @@ class Agent(object):
 
     def point_go_env_file(self, gocache, gomod):
         """The account's go env file names the test's caches: what the agent (as root) locates for it."""
-        path = Path(self.golden.home) / ".config" / "go" / "env"
+        path = Path(gorun.account(CI).pw_dir) / ".config" / "go" / "env"
         gorun.run_as_account(CI, ["mkdir", "-p", str(path.parent)])
         text = "GOCACHE=%s\nGOMODCACHE=%s\n" % (gocache, gomod)
         gorun.run_as_account(CI, ["sh", "-c", 'printf "%s" "$1" > "$2"', "sh", text, str(path)])

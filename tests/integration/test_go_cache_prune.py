@@ -1143,12 +1143,12 @@ def test_busy_cache_is_left_alone_while_builds_run(golden, playbook):
 KILL_SCRIPT = r"""
 import json, sys
 sys.path.insert(0, sys.argv[1])
-from ansible_collections.gofleet.cache.plugins.module_utils import _prune, _prune_run
+from ansible_collections.gofleet.cache.plugins.module_utils import _locate, _prune, _prune_run
 args = json.loads(sys.argv[2])
 policy = _prune.Policy(**args["policy"])
 sys.stdout.write("ready\n")
 sys.stdout.flush()
-result = _prune_run.run([tuple(t) for t in args["targets"]], policy)
+result = _prune_run.run([_locate.Target(path, kind) for path, kind in args["targets"]], policy)
 sys.stdout.write(json.dumps(result) + "\n")
 """
 
@@ -1186,7 +1186,7 @@ class KillRun(object):
         self.referenced = {esc(*mv) for mv in PROJECT_FULL | PROJECT_GRAPH}
         self.before = snapshot(self.gocache, self.gomod)
         self.args = {"policy": {"max_age": "30d", "keep_referenced": [g.project], "if_busy": IF_BUSY},
-                     "targets": [[self.gomod, "module", None, "explicit"], [self.gocache, "build", None, "explicit"]]}
+                     "targets": [[self.gomod, "module"], [self.gocache, "build"]]}
 
     def start(self):
         return subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(PYPATH), json.dumps(self.args)],
@@ -1207,7 +1207,8 @@ class KillRun(object):
             deadline = time.monotonic() + 120
             while p.poll() is None and time.monotonic() < deadline:
                 if sum(1 for x in progress if not os.path.lexists(x)) >= target:
-                    p.send_signal(signal.SIGKILL)
+                    # The whole session: the engine and the child that prunes as the caches' owner.
+                    os.killpg(p.pid, signal.SIGKILL)
                     break
         finally:
             if p.poll() is None:

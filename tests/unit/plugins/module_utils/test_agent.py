@@ -384,7 +384,7 @@ def test_skip_leaves_a_locked_cache_and_exits_3(tmp_path, shared_cache, dirs, ca
     finally:
         lock.release()
     assert code == _agent.EXIT_BUSY
-    assert 'skipped: another gofleet-cache-agent run held %s' % lock.name in out[0]
+    assert 'skipped: another gofleet-cache-agent run held %s' % os.path.join(dirs['locks'], lock.name) in out[0]
     assert tree(shared_cache) == before
     _text, families = metrics_of(os.path.join(dirs['metrics'], 'gofleet_cache_shared.prom'))
     if families is not None:
@@ -471,7 +471,8 @@ def test_a_fifo_planted_as_lock_file_never_blocks_the_run(tmp_path, shared_cache
 
 def test_lock_directory_is_made_private(tmp_path):
     directory = str(tmp_path / 'locks')
-    fd = _agent.lock_directory(directory)
+    fd, path = _agent.lock_directory(directory)
+    assert path == directory
     try:
         assert os.path.samestat(os.fstat(fd), os.stat(directory))
     finally:
