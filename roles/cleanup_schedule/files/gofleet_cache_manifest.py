@@ -132,9 +132,9 @@ def read_manifest(path):
         data = json.loads(b''.join(chunks).decode('utf-8'))
     except ValueError as exc:
         raise Failure('%s: not a manifest of this role: %s' % (path, exc))
-    if not isinstance(data, dict) or data.get('format') != FORMAT:
-        raise Failure('%s: not a manifest of this role (format %r)' % (path, data.get('format')
-                                                                      if isinstance(data, dict) else None))
+    found = data.get('format') if isinstance(data, dict) else None
+    if found != FORMAT:
+        raise Failure('%s: not a manifest of this role (format %r)' % (path, found))
     manifest = _empty_manifest()
     for key in ('dirs', 'files', 'lock_dirs', 'metrics_dirs'):
         values = data.get(key) or []
