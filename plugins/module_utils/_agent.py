@@ -47,8 +47,9 @@ except ImportError:  # pragma: no cover - not on Windows, where the PowerShell a
 
 PROG = 'gofleet-cache-agent'
 DEFAULT_CONFIG = '/etc/gofleet-cache/agent.json'
-# Root's lock directory (a tmpfs, emptied at boot); root alone writes it: see private_dir.
-DEFAULT_LOCK_DIR = '/run/lock/gofleet-cache'
+# Root's lock directory when none is configured: in /run, where only root makes names (not /run/lock, which
+# everyone may write: an account could make the name first after a reboot); see private_dir.
+DEFAULT_LOCK_DIR = '/run/gofleet-cache'
 LOCK_POLL_S = 0.5
 
 # Exit codes, from the most to the least serious; a run exits with the most serious that applies.
@@ -226,7 +227,7 @@ def _owner_of_uid(uid):
 
 
 def default_lock_dir():
-    """Root's locks in /run/lock (root only); an account's own in its runtime directory or its own temp directory."""
+    """Root's locks in /run (root only); an account's own in its runtime directory or its own temp directory."""
     if os.geteuid() == 0:
         return DEFAULT_LOCK_DIR
     runtime = os.environ.get('XDG_RUNTIME_DIR')

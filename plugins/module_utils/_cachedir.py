@@ -338,7 +338,8 @@ def prepare_and_migrate(path, account, gid, mode, kind=None, migrate_from=None, 
     when a rename put the old directory in its place.
     """
     old_owner = account if old_owner is None else old_owner
-    migrating = bool(migrate_from) and method != 'keep'
+    # Nothing to move when the old location is the new one (a second run after a change of setting).
+    migrating = bool(migrate_from) and method != 'keep' and os.path.normpath(migrate_from) != os.path.normpath(path)
     if migrating:
         # Every refusal before the directory is made: bad input changes nothing on disk.
         migrate_from, _dest = check_locations(migrate_from, path, kind)
@@ -401,6 +402,9 @@ def _migrate_as_owner(prepared, src, kind, method, uid, check_mode, policy):
         return result
     try:
         st = os.fstat(src_fd)
+        if prepared.fd is not None and os.path.samestat(st, os.fstat(prepared.fd)):
+            result['reason'] = 'the old location is the new one'
+            return result
         if st.st_uid != uid:
             result['reason'] = ('old location left alone: owned by %s, not by %s'
                                 % (_locate.owner_name(st.st_uid), _locate.owner_name(uid)))

@@ -543,7 +543,7 @@ def test_cache_dir_migrate_from_a_cache_the_owner_does_not_own_is_left_alone(pla
     unchanged(before, base)
     ok(res, "go_cache_dir")
     assert res["action"] == "none" and res.get("reason"), res
-    leftovers = [p for p in (new / "build").rglob("*")] if (new / "build").exists() else []
+    leftovers = list((new / "build").rglob("*")) if (new / "build").exists() else []
     assert not leftovers, "files of %s's cache landed in the attacker's new cache: %s" % (pw.pw_name, leftovers[:5])
 
 

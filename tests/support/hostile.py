@@ -231,8 +231,8 @@ def snapshot_diff(before, after, limit=12):
             lines.append("gone: %s" % rel)
         else:
             fields = ("type", "mode", "uid", "gid", "size", "mtime_ns", "content")
-            lines.append("changed %s: %s" % (rel, ", ".join("%s %r -> %r" % (f, x, y) for f, x, y
-                                                         in zip(fields, b, a) if x != y)))
+            changes = ["%s %r -> %r" % (f, x, y) for f, x, y in zip(fields, b, a) if x != y]
+            lines.append("changed %s: %s" % (rel, ", ".join(changes)))
     more = len(lines) - limit
     return lines[:limit] + (["... %d more" % more] if more > 0 else [])
 
@@ -319,10 +319,10 @@ class Loop(object):
         with open(os.path.join(self.stop_dir, "stop"), "w"):
             pass
         try:
-            self.output, _ = self.proc.communicate(timeout=20)
+            self.output = self.proc.communicate(timeout=20)[0]
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            self.output, _ = self.proc.communicate()
+            self.output = self.proc.communicate()[0]
         os.unlink(os.path.join(self.stop_dir, "stop"))
         os.rmdir(self.stop_dir)
         return False
