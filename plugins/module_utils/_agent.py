@@ -242,6 +242,11 @@ def lock_directory(configured=None):
     return private_dir(path, 'lock_dir'), path
 
 
+def lock_key(job, real_path):
+    """What a cache's lock is named after: the job (an account or `shared`) and the cache's physical path."""
+    return '%s:%s' % (job, real_path)
+
+
 def lock_name(path):
     """A lock file name per cache, readable and unique: the path's tail plus a hash of the whole."""
     digest = hashlib.sha256(path.encode('utf-8', 'surrogateescape')).hexdigest()[:16]
@@ -378,14 +383,17 @@ def _outcome(target, state, message=None):
             'message': message, 'lock': None, 'duration': 0.0, 'ended': time.time()}
 
 
-def prune_one(target, config, lock_dir, dry_run, freed_on_device):
+def prune_one(target, config, lock_dir, dry_run, freed_on_device, job):
     """Prune one cache under its lock; an outcome dict for the log line, the metrics and the exit code.
 
-    `lock_dir`: (fd, path) of the lock directory (lock_directory).
+    `lock_dir`: (fd, path) of the lock directory (lock_directory).  The lock is named after the job and the
+    cache's physical path as the check found it, never after the account's setting: an account's text can
+    name another job's cache (`../`), and a lock shared across jobs would let one job hold another's.
     """
     started = time.monotonic()
     outcome = _outcome(target, 'done')
-    lock = CacheLock(lock_dir[0], os.path.normpath(target.path), exclusive=not dry_run, directory=lock_dir[1])
+    lock = CacheLock(lock_dir[0], lock_key(job, target.real or os.path.normpath(target.path)),
+                     exclusive=not dry_run, directory=lock_dir[1])
     outcome['lock'] = lock.path
     # if_busy=skip does not wait for another run either; wait and proceed wait up to busy_timeout
     # (proceed ignores Go builds, never a second prune of the same cache).
@@ -548,7 +556,7 @@ def _run_targets(args, log, config, account, targets, unlocated, checked, skippe
             outcome = _outcome(_locate.Target(unplaced['path'] or '', unplaced['kind'], account), 'missing')
             outcome['path'] = unplaced['path']
         elif target in checked:
-            outcome = prune_one(target, config, lock_dir, args.dry_run, freed_on_device)
+            outcome = prune_one(target, config, lock_dir, args.dry_run, freed_on_device, job_user)
         elif (_fs.printable(target.path), target.kind) in reasons:
             outcome = _outcome(target, 'skipped', reasons[(_fs.printable(target.path), target.kind)])
         else:

@@ -115,12 +115,14 @@ class Prepared(object):
         # Device and mount of the directory, or of the nearest one that exists (check mode).
         self.device = device
         self.mount = mount
+        # After the old cache was renamed into place: that directory, held since the owner's child checked it.
+        self.renamed_fd = None
 
     def close(self):
-        for fd in (self.fd, self.parent_fd):
+        for fd in (self.fd, self.parent_fd, self.renamed_fd):
             if fd is not None:
                 os.close(fd)
-        self.fd = self.parent_fd = None
+        self.fd = self.parent_fd = self.renamed_fd = None
 
 
 def _refusal(path, reason):
@@ -300,22 +302,17 @@ def _walk_as_account(fd, here, pending, check_mode):
 def settle(prepared, account, gid, mode, check_mode=False, renamed_from=None):
     """Give the held directory its owner, group and mode (by descriptor); whether anything changed.
 
-    After a rename (`renamed_from`: the old cache's owner) the directory at
-    the name is the old cache: it is reopened from the held parent, and must
-    be that account's.
+    After a rename (`renamed_from`: the old cache's owner) the directory is
+    the old cache, held since the owner's child checked it, and must still be
+    that account's.  Nothing is looked up again by name.
     """
-    fd = prepared.fd
+    if renamed_from is not None:
+        fd, owners = prepared.renamed_fd, (renamed_from.pw_uid,)
+    else:
+        fd, owners = prepared.fd, prepared.owners
     if fd is None:
         return True  # check mode: it would be made
-    if prepared.parent_fd is not None:
-        try:
-            current = _fs.open_dir(prepared.name, prepared.parent_fd)
-        except OSError as exc:
-            raise _refusal(prepared.path, 'changed while it was being prepared: %s' % exc.strerror)
-        os.close(fd)
-        fd = prepared.fd = current
     st = os.fstat(fd)
-    owners = prepared.owners + ((renamed_from.pw_uid,) if renamed_from is not None else ())
     if st.st_uid not in owners:
         raise _refusal(prepared.path, 'changed while it was being prepared (now owned by %s)'
                        % _locate.owner_name(st.st_uid))
@@ -350,7 +347,7 @@ def prepare_and_migrate(path, account, gid, mode, kind=None, migrate_from=None, 
         result = nothing_moved()
         if migrating:
             result = migrate(prepared, migrate_from, kind, method, old_owner, check_mode, if_busy, busy_timeout)
-            if result['action'] == 'rename' and not check_mode:
+            if prepared.renamed_fd is not None:
                 settle(prepared, account, gid, mode, renamed_from=old_owner)
         moved = result.pop('changed', False)
         return changed or moved, prepared.created, result
@@ -381,6 +378,8 @@ def migrate(prepared, src, kind, method, owner, check_mode=False, if_busy='wait'
         return outcome
     result, fds = outcome.value, outcome.fds
     try:
+        if 'renamed' in result:
+            return _renamed_by_owner(prepared, result, fds, owner)
         if len(fds) != 2:
             raise OptionError('migrate_from', src, 'the old cache changed while it was being moved')
         if 'rename_by_root' in result:
@@ -389,6 +388,18 @@ def migrate(prepared, src, kind, method, owner, check_mode=False, if_busy='wait'
     finally:
         for fd in fds:
             os.close(fd)
+
+
+def root_alone_writes(st):
+    """Whether no account but root may change the entries of this directory: then a name in it cannot be
+    swapped between root's check and root's use of it."""
+    return st.st_uid == 0 and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+
+
+def _plain_name(name, option, value):
+    if not isinstance(name, str) or not name or '/' in name or name in ('.', '..'):
+        raise OptionError(option, value, 'the old cache changed while it was being moved')
+    return name
 
 
 def _migrate_as_owner(prepared, src, kind, method, uid, check_mode, policy):
@@ -441,31 +452,50 @@ def _parent_of(src, src_fd):
 
 
 def _try_rename(prepared, src, src_fd, st, check_mode, result):
-    """A rename when both sides are on one mount and the new directory is empty; None to copy instead."""
+    """A rename when both sides are on one mount and the new directory is empty; None to copy instead.
+
+    The owner renames when it may; root renames for it only out of a
+    directory root alone may change (else the owner could swap the name
+    between root's check and root's rename), and otherwise it is a copy.
+    """
     if prepared.device != st.st_dev or prepared.mount != _fs.mount_id(src_fd):
         return None
     if prepared.fd is not None and _fs.list_dir(prepared.fd):
         return None  # a cache to merge into
-    result.update(changed=True, action='rename')
     if check_mode:
+        result.update(changed=True, action='rename')
         return result
     parent_fd = _parent_of(src, src_fd)
     try:
         os.rename(os.path.basename(src), prepared.name, src_dir_fd=parent_fd, dst_dir_fd=prepared.parent_fd)
     except OSError as exc:
-        if exc.errno not in (errno.EACCES, errno.EPERM):
+        if exc.errno not in (errno.EACCES, errno.EPERM) or not root_alone_writes(os.fstat(parent_fd)):
             os.close(parent_fd)
+            if exc.errno in (errno.EACCES, errno.EPERM, errno.EXDEV):
+                return None
             raise
-    else:
-        os.close(parent_fd)
-        return result
-    # The owner may not write the new directory's parent: root renames this very directory (see migrate).
-    result['rename_by_root'] = os.path.basename(src)
-    return _privsep.WithFds(result, [parent_fd, os.dup(src_fd)])
+        result.update(changed=True, action='rename', rename_by_root=os.path.basename(src))
+        return _privsep.WithFds(result, [parent_fd, os.dup(src_fd)])
+    os.close(parent_fd)
+    result.update(changed=True, action='rename', renamed=True)
+    return _privsep.WithFds(result, [os.dup(src_fd)])
+
+
+def _renamed_by_owner(prepared, result, fds, owner):
+    """The owner's child renamed its old cache into place: keep the directory it held, for settle()."""
+    result.pop('renamed')
+    if len(fds) != 1:
+        raise OptionError('migrate_from', prepared.path, 'the old cache changed while it was being moved')
+    held = os.fstat(fds[0])
+    if not stat.S_ISDIR(held.st_mode) or held.st_uid != owner.pw_uid:
+        raise OptionError('migrate_from', prepared.path, 'the old cache changed while it was being moved')
+    prepared.renamed_fd = os.dup(fds[0])
+    return result
 
 
 def _rename_for_owner(prepared, result, fds, owner):
-    """Root's rename of the old cache the owner's child checked and holds; then checks what arrived."""
+    """Root's rename of the old cache the owner's child checked and holds, out of a directory root alone
+    may change (so the name cannot be swapped), into the prepared place; then what arrived is checked."""
     name = result.pop('rename_by_root')
     parent_fd, src_fd = fds
     if prepared.parent_fd is None:
@@ -473,14 +503,18 @@ def _rename_for_owner(prepared, result, fds, owner):
     held = _held_old_cache(name, parent_fd, src_fd, owner)
     os.rename(name, prepared.name, src_dir_fd=parent_fd, dst_dir_fd=prepared.parent_fd)
     arrived = os.stat(prepared.name, dir_fd=prepared.parent_fd, follow_symlinks=False)
-    if (arrived.st_dev, arrived.st_ino) != (held.st_dev, held.st_ino):
-        raise OptionError('migrate_from', name, 'the old cache was swapped while it was being moved; what '
-                          'arrived at %s belongs to %s' % (prepared.path, owner.pw_name))
+    if not os.path.samestat(arrived, held):
+        raise OptionError('migrate_from', name, 'the old cache changed while it was being moved')
+    prepared.renamed_fd = os.dup(src_fd)
     return result
 
 
 def _held_old_cache(name, parent_fd, src_fd, owner):
-    """(Root.)  Check that the directory the owner's child holds is still the one under `name` in parent_fd."""
+    """(Root.)  Check that the directory the owner's child holds is still the one under `name` in parent_fd,
+    a directory root alone may change."""
+    _plain_name(name, 'migrate_from', name)
+    if not root_alone_writes(os.fstat(parent_fd)):
+        raise OptionError('migrate_from', name, 'in a directory other accounts may change: left to its owner')
     held = os.fstat(src_fd)
     entry = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
     if (not stat.S_ISDIR(held.st_mode) or held.st_uid != owner.pw_uid
@@ -536,7 +570,7 @@ def _remove_old(src, src_fd, kind, method, check_mode, policy, result):
     try:
         os.rmdir(os.path.basename(src), dir_fd=parent_fd)
     except OSError as exc:
-        if exc.errno in (errno.EACCES, errno.EPERM):
+        if exc.errno in (errno.EACCES, errno.EPERM) and root_alone_writes(os.fstat(parent_fd)):
             # The owner may not write the directory holding its old cache: root removes the (empty) root.
             result['rmdir_by_root'] = os.path.basename(src)
             return _privsep.WithFds(result, [parent_fd, os.dup(src_fd)])

@@ -68,10 +68,12 @@ class ErrorLog(object):
             message = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
             self.items.append({'path': printable(path), 'error': printable(message)})
 
-    def merge(self, other):
-        """Add another log's items (up to the limit) and total."""
+    def merge(self, other, prefix=None):
+        """Add another log's items (up to the limit) and total; `prefix` joined before their paths."""
         for item in other.items:
             if len(self.items) < self.limit:
+                if prefix is not None:
+                    item = dict(item, path=printable(os.path.join(prefix, item['path'])))
                 self.items.append(item)
         self.total += other.total
 

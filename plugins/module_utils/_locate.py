@@ -59,13 +59,15 @@ class NoSuchCache(OptionError):
 class Target(object):
     """One cache to act on: an account's (account set) or an explicit one (account None)."""
 
-    __slots__ = ('path', 'kind', 'account', 'source')
+    __slots__ = ('path', 'kind', 'account', 'source', 'real')
 
     def __init__(self, path, kind, account=None, source='explicit'):
         self.path = path
         self.kind = kind
         self.account = account
         self.source = source
+        # The path the kernel gave for the opened root, once checked (for locks and reports, never to open).
+        self.real = None
 
     @property
     def user(self):

@@ -56,6 +56,9 @@ NS = 1000000000
 BUSY_RECHECK_S = 0.5
 BUSY_POLL_S = 1.0
 LOCK_WAIT_S = 2.0
+# All the waiting for Go's version locks one run may do: another account holding the .lock files of a shared
+# module cache must not stretch a run by LOCK_WAIT_S per version (the versions are then kept as `locked`).
+LOCK_BUDGET_S = 30.0
 # Build cache buckets removed at once (unlink is I/O; see _execute_in_parallel).
 PRUNE_THREADS = _buildcache.SCAN_THREADS
 
@@ -98,9 +101,23 @@ class Policy(object):
             if not isinstance(pattern, str) or not pattern.strip():
                 raise OptionError('keep', pattern, 'expected a module path glob such as example.com/internal/*')
             self.keep.append(pattern.strip())
-        self.referenced_full, self.referenced_graph, self.reference_errors = _refs.collect(keep_referenced or [])
+        # Checked now, read later: by the process that prunes a module cache, as its owner (see references).
+        self.keep_referenced = _refs.check_paths(keep_referenced or [])
+        self._references = None
         self.if_busy = if_busy
         self.busy_timeout = parse_duration(busy_timeout, 'busy_timeout')
+
+    def references(self):
+        """(full, graph, errors) of keep_referenced, read once per process with that process's rights.
+
+        A module cache is pruned as its owner, so only what its owner may read
+        protects anything in it: the builds that use the cache run as that
+        owner too, and no account learns from its own cache what another
+        account's unreadable go.sum holds.
+        """
+        if self._references is None:
+            self._references = _refs.collect(self.keep_referenced)
+        return self._references
 
     def keeps_module(self, module, version):
         name = '%s@%s' % (module, version)
@@ -715,6 +732,7 @@ class ModuleCachePruner(_CachePruner):
     def __init__(self, root_fd, root, policy, now, check_mode, guard, use_atime):
         super(ModuleCachePruner, self).__init__(root_fd, root, policy, now, check_mode, guard)
         self.use_atime = use_atime
+        self.lock_budget = LOCK_BUDGET_S
         self.scan = _modcache.ModuleCacheScan(root_fd, self.boundary).run()
         self.outcome = Outcome(root, 'module', self.scan.bytes)
         self.outcome.errors.merge(self.scan.errors)  # what could not be read (and so stays) is reported too
@@ -749,6 +767,8 @@ class ModuleCachePruner(_CachePruner):
     def plan(self, free_bytes, fs_size):
         plan = Plan()
         policy = self.policy
+        referenced_full, referenced_graph, reference_errors = policy.references()
+        self.outcome.errors.merge(reference_errors)
         by_module = {}
         for index, (version, part) in enumerate(self.units):
             module, name = version.module, version.version
@@ -758,9 +778,9 @@ class ModuleCachePruner(_CachePruner):
             if part == ALL and policy.state == 'present' and not protect:
                 if policy.keeps_module(module, name):
                     protect = KEEP
-                elif (module, name) in policy.referenced_full:
+                elif (module, name) in referenced_full:
                     protect = REFERENCED
-                elif (module, name) in policy.referenced_graph and not incomplete:
+                elif (module, name) in referenced_graph and not incomplete:
                     if version.state == 'download_only' and '.zip' not in version.download:
                         protect = REFERENCED  # .mod and .info are all there is
                     else:
@@ -862,7 +882,10 @@ class ModuleCachePruner(_CachePruner):
             if exc.errno not in (errno.EACCES, errno.EPERM):
                 raise
             fd, _created = open_shared_file(name, at_v_fd, os.O_RDONLY)  # flock needs no write access
-        if flock_within(fd, LOCK_WAIT_S):
+        started = time.monotonic()
+        acquired = flock_within(fd, max(0.0, min(LOCK_WAIT_S, self.lock_budget)))
+        self.lock_budget -= time.monotonic() - started
+        if acquired:
             return fd
         os.close(fd)
         return None

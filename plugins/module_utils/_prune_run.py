@@ -81,6 +81,7 @@ def check_targets(targets):
         elif state == _locate.SKIPPED:
             skipped.append(_entry(target, value))
         else:
+            target.real = value
             checked.append(target)
     return checked, missing, skipped
 
@@ -134,10 +135,6 @@ def run(targets, policy, check_mode=False, now=None, freed_on_device=None, unloc
     totals['skipped_caches'] = skipped
     totals['busy'] = [result['real_path'] for result in results if result['busy']]
     totals['changed'] = bool(totals['removed_entries'] or any(result['cleared_other'] for result in results))
-    for error in policy.reference_errors.items:
-        if len(totals['errors']) < MAX_ERRORS:
-            totals['errors'].append(dict(error, option='keep_referenced'))
-    totals['errors_total'] += policy.reference_errors.total
     return totals
 
 

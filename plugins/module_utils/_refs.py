@@ -66,6 +66,21 @@ def parse_go_mod(text, full):
                 full.add((match.group(1), match.group(2)))
 
 
+def check_paths(paths, option='keep_referenced'):
+    """The paths, once each is absolute and exists; OptionError naming the option and the path otherwise.
+
+    Only checked here: what they reference is read later by whoever prunes a module cache, as its owner.
+    """
+    checked = []
+    for path in paths:
+        if not isinstance(path, str) or not os.path.isabs(path):
+            raise OptionError(option, path, 'path must be absolute')
+        if not os.path.lexists(path):
+            raise OptionError(option, path, 'no such file or directory')
+        checked.append(os.path.normpath(path))
+    return checked
+
+
 def collect(paths, option='keep_referenced'):
     """(full, graph, errors): sets of (module, version) referenced by the files or trees in `paths`, and an
     _fs.ErrorLog of the files in those trees that could not be read.
@@ -73,23 +88,19 @@ def collect(paths, option='keep_referenced'):
     The trees may hold anyone's checkouts: they are walked through
     descriptors without following links or entering other mounts, and only
     regular files named go.sum, go.mod or go.work.sum, of at most
-    MAX_FILE_BYTES, are read (opened without waiting on a FIFO).  A named
-    path that cannot be read fails the option: a reference missed means a
-    version removed that should have stayed.  A file in a tree that cannot
-    be read (someone's FIFO, a checkout closed to root's reading) is an error
-    in the result, and the rest is read.
+    MAX_FILE_BYTES, are read (opened without waiting on a FIFO).  What
+    cannot be read with this process's rights (someone's FIFO, a checkout
+    closed to the reader) is an error in the result, and the rest is read.
     """
     full, graph = set(), set()
     errors = _fs.ErrorLog()
     count = [0]
-    for path in paths or []:
-        if not isinstance(path, str) or not os.path.isabs(path):
-            raise OptionError(option, path, 'path must be absolute')
+    for path in check_paths(paths or [], option):
         try:
-            _collect_path(os.path.normpath(path), full, graph, count, option, errors)
+            _collect_path(path, full, graph, count, option, errors)
         except OSError as exc:
-            raise OptionError(option, path, 'cannot read %s: %s'
-                              % (_fs.printable(exc.filename or path), exc.strerror or exc))
+            # Not readable with this process's rights: nothing there protects this process's caches.
+            errors.add(path, exc)
     return full, graph, errors
 
 
@@ -111,8 +122,9 @@ def _collect_path(path, full, graph, count, option, errors):
         finally:
             os.close(parent)
         return
+    walk_errors = _fs.ErrorLog()
     try:
-        for parent_fd, rel, name, _st in _walk(fd, path, errors):
+        for parent_fd, rel, name, _st in _walk(fd, walk_errors):
             count[0] += 1
             if count[0] > MAX_FILES:
                 raise OptionError(option, path, 'more than %d go.sum/go.mod files; name narrower directories'
@@ -120,12 +132,13 @@ def _collect_path(path, full, graph, count, option, errors):
             try:
                 _parse_file(parent_fd, name, full, graph)
             except OSError as exc:
-                errors.add(os.path.join(path, rel, name), exc)
+                walk_errors.add(os.path.join(rel, name), exc)
     finally:
         os.close(fd)
+        errors.merge(walk_errors, prefix=path)
 
 
-def _walk(fd, path, errors):
+def _walk(fd, errors):
     """go.sum/go.mod files below fd, skipping SKIP_DIRS, hidden directories and extracted module versions.
 
     One named like a reference file but not a regular file (a link, a FIFO) is an error: not read.
@@ -138,7 +151,7 @@ def _walk(fd, path, errors):
 
     def not_regular(rel):
         if rel.rsplit('/', 1)[-1] in REFERENCE_FILES:
-            errors.add(os.path.join(path, rel), OSError(errno.EINVAL, 'not a regular file: not read'))
+            errors.add(rel, OSError(errno.EINVAL, 'not a regular file: not read'))
 
     for parent_fd, rel, name, st in _fs.walk_files(fd, '', boundary, errors, skip_symlink=not_regular,
                                                    skip_dir=pruned, skip_other=not_regular):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import signal
 import subprocess
 
 from ansible_collections.gofleet.cache.plugins.module_utils import _fs
@@ -112,13 +113,24 @@ def run_as(account, argv, env, timeout=60, cwd='/'):
                                   % (account.pw_name, current_account().pw_name))
         preexec = _drop_privileges(account)
     # The engine runs outside Ansible too (the on-host agent): no AnsibleModule.run_command here.
+    # Its own session: on a timeout the whole group goes, whatever the account did to it meanwhile.
     proc = subprocess.Popen(  # pylint: disable=ansible-bad-function
         argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        preexec_fn=preexec, close_fds=True)
+        preexec_fn=preexec, close_fds=True, start_new_session=True)
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
+        for kill in (lambda: os.killpg(proc.pid, signal.SIGKILL), proc.kill):
+            try:
+                kill()
+            except OSError:
+                pass
+        # Not communicate(): the account may hold the pipes open (through /proc) long after the kill.
+        proc.stdout.close()
+        proc.stderr.close()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
         return -1, '', 'timed out after %ss' % timeout
     return proc.returncode, out.decode('utf-8', 'replace'), err.decode('utf-8', 'replace')

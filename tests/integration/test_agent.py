@@ -370,7 +370,7 @@ def test_a_second_agent_waits_or_skips_while_the_first_holds_the_cache(agent, go
                           extra_groups=[])
     waiting = Agent(agent, golden, "lock-wait", max_age="30d", if_busy="wait", busy_timeout="5m")
     skipping = Agent(agent, golden, "lock-skip", max_age="30d", if_busy="skip")
-    lock_path = os.path.join(agent["lock_dir"], _agent.lock_name(os.path.normpath(c.gocache)))
+    lock_path = os.path.join(agent["lock_dir"], _agent.lock_name(_agent.lock_key(CI, os.path.realpath(c.gocache))))
     first = second = None
     try:
         time.sleep(0.5)

@@ -1076,3 +1076,220 @@ def test_migration_hitting_enospc_leaves_no_trusted_incomplete_version(playbook,
         assert not trusted_but_incomplete, "versions with a .ziphash but missing files: %s" % trusted_but_incomplete
     finally:
         hostile.umount(small)
+
+
+# =========================================================================== found in an attacker's review
+# Engine-level where the attack is a race that a playbook cannot time: the engine runs as root in a child of
+# this test (ENGINE_SCRIPT), and the attacker acts between its steps with only its own rights.
+
+PYPATH = str(Path(__file__).resolve().parents[2] / ".cache" / "pypath")
+RENAME_EXCHANGE = 2
+
+
+def _exchange(a, b):
+    """renameat2(RENAME_EXCHANGE): swap two names atomically (what a racing account does)."""
+    import ctypes  # pylint: disable=import-outside-toplevel
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.renameat2(-100, str(a).encode(), -100, str(b).encode(), RENAME_EXCHANGE) != 0:
+        raise OSError(ctypes.get_errno(), "renameat2", str(a))
+
+
+def _engine():
+    import sys  # pylint: disable=import-outside-toplevel
+    if PYPATH not in sys.path:
+        sys.path.insert(0, PYPATH)
+    from ansible_collections.gofleet.cache.plugins.module_utils import (  # pylint: disable=import-outside-toplevel
+        _agent, _cachedir, _prune, _users)
+    return SimpleNamespace(agent=_agent, cachedir=_cachedir, prune=_prune, users=_users)
+
+
+def test_settle_acts_on_the_directory_it_holds_never_a_name_swapped_since(scene):
+    """Class 1: in a directory other accounts may write (not sticky), the attacker swaps its new cache
+    directory with root's sibling between go_cache_dir's walk and its chown. Root must chown the directory it
+    walked to (the attacker's), never root's directory that now has the name."""
+    engine = _engine()
+    caches = scene.dir / "caches"
+    caches.mkdir()
+    os.chmod(str(caches), 0o777)
+    shared = caches / "shared"
+    shared.mkdir(mode=0o750)
+    (shared / "root-file").write_text("root's\n")
+    mine = caches / "mine"
+    as_mallory(scene, os.mkdir, str(mine), 0o755)
+    before = hostile.snapshot(shared)
+    mallory = scene.acc.mallory
+    prepared = engine.cachedir.prepare(str(mine), mallory)
+    try:
+        as_mallory(scene, _exchange, mine, shared)  # now "mine" is root's directory
+        engine.cachedir.settle(prepared, mallory, mallory.pw_gid, 0o700)
+    finally:
+        prepared.close()
+    unchanged(before, mine)  # root's directory, under the swapped name: owner, mode, content as they were
+    st = os.stat(str(shared))
+    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (mallory.pw_uid, 0o700)
+
+
+def test_root_never_renames_out_of_a_directory_the_account_may_change(playbook, scene):
+    """Class 1: root renaming the old cache by name out of the attacker's own directory can be made to move
+    a root-owned directory planted there instead. On one file system, with a new place only root may write,
+    the move must then be a copy made as the account, and root's planted directory must stay root's."""
+    build, _mod = attacker_caches(scene, goenv=False)
+    planted = scene.m / "rootdir"
+    planted.mkdir(mode=0o700)
+    (planted / "secret").write_text("root only\n")
+    os.chmod(str(planted / "secret"), 0o600)
+    before = hostile.snapshot(planted)
+    new = scene.dir / "new"
+    new.mkdir()
+    res = run(playbook, [dir_task("move", path=str(new / "build"), kind="build", migrate_from=str(build))],
+              "no-root-rename")["move"]
+    ok(res, "go_cache_dir")
+    assert res["action"] == "copy" and res["files"] > 0, res
+    unchanged(before, planted)
+    assert os.stat(str(new / "build")).st_uid == scene.acc.mallory.pw_uid
+
+
+def test_go_env_query_never_outlives_its_timeout(scene, go_bin):
+    """Class 5: the attacker's go env file is a FIFO (go blocks opening it) and the attacker keeps go's stdout
+    pipe open through /proc. Root's query must return after its timeout instead of waiting for that pipe."""
+    engine = _engine()
+    fifo = scene.dir / "m" / "env"
+    as_mallory(scene, os.mkfifo, str(fifo), 0o644)
+    mallory = scene.acc.mallory
+    env = {"PATH": "/usr/bin:/bin", "HOME": mallory.pw_dir, "GOENV": str(fifo), "GOTOOLCHAIN": "local"}
+    holder = hostile.Loop(mallory, r"""
+import glob, os, sys, time
+stop = sys.argv[-1]
+held = []
+while not os.path.exists(stop):
+    for fd in glob.glob('/proc/[0-9]*/fd/1'):
+        pid = fd.split('/')[2]
+        try:
+            if open('/proc/%s/comm' % pid).read().strip() == 'go' and pid not in [h[0] for h in held]:
+                held.append((pid, os.open(fd, os.O_WRONLY)))
+        except OSError:
+            pass
+    time.sleep(0.05)
+""")
+    with holder:
+        started = time.monotonic()
+        rc, _out, err = engine.users.run_as(mallory, [str(go_bin), "env", "-json", "GOCACHE"], env, timeout=3)
+        elapsed = time.monotonic() - started
+    assert rc == -1 and "timed out" in err
+    assert elapsed < 15, "the query took %.1f s" % elapsed
+
+
+def test_an_account_cannot_hold_another_jobs_lock(scene, accounts):
+    """Class 6: the attacker names its cache with a path whose text normalises to the victim's cache
+    (`~/l/../../../home/victim/...`, l a link into its own home) and keeps its own agent job waiting with the
+    lock held (a process of its own named `go`). The victim's job must prune all the same."""
+    engine = _engine()
+    victim, mallory = accounts.victim, accounts.mallory
+    victim_home = Path(victim.pw_dir)
+    v_build = victim_home / ".cache" / "go-build"
+    hostile.remove_tree(str(victim_home / ".cache"))
+    hostile.mkdirs_as(victim, str(victim_home / ".cache"))
+    hostile.copy_tree(scene.lab.build, v_build, victim)
+    home = Path(mallory.pw_dir)
+    for leftover in (home / "d", home / "home"):
+        hostile.remove_tree(str(leftover))
+    if os.path.lexists(str(home / "l")):
+        os.unlink(str(home / "l"))
+    depth = len(victim_home.parts) - 1  # components of the victim's home below /
+    chain = home / "d"
+    hostile.mkdirs_as(mallory, str(chain / "/".join(["x"] * depth)))
+    as_mallory(scene, os.symlink, str(chain / "/".join(["x"] * depth)), str(home / "l"))
+    text = str(home / "l") + "/.." * (depth + 1) + str(v_build)
+    assert os.path.normpath(text) == str(v_build)
+    real = home / str(v_build).lstrip("/")  # where the text really leads: the attacker's own directory
+    hostile.mkdirs_as(mallory, str(real.parent))
+    hostile.copy_tree(scene.lab.build, real, mallory)
+    set_goenv(scene, GOCACHE=text)
+    sleeper = scene.dir / "go"  # comm "go": the attacker's job sees a running build and waits, lock held
+    sleeper.write_bytes(Path("/bin/sleep").read_bytes())
+    os.chmod(str(sleeper), 0o755)
+    config = scene.dir / "agent.json"
+    config.write_text(json.dumps({"max_age": "30d", "if_busy": "wait", "busy_timeout": "5m", "go": "none",
+                                  "lock_dir": str(scene.dir / "locks")}))
+    script = "import sys; sys.path.insert(0, %r); from ansible_collections.gofleet.cache.plugins.module_utils " \
+             "import _agent; sys.exit(_agent.main(sys.argv[1:], use_syslog=False, idle=False))" % PYPATH
+    go = hostile.spawn_as(mallory, [str(sleeper), "120"])
+    attacker_job = None
+    try:
+        attacker_job = hostile.spawn([os.sys.executable, "-c", script, "--config", str(config), "--user", MALLORY])
+        time.sleep(3)
+        assert attacker_job.poll() is None, "the attacker's job did not wait"
+        victim_job = hostile.run_cmd([os.sys.executable, "-c", script, "--config", str(config), "--user", VICTIM,
+                                      "--dry-run"], timeout=120)
+        assert "held" not in victim_job.stdout, victim_job.stdout
+        assert victim_job.returncode == 0, (victim_job.stdout, victim_job.stderr)
+        assert "gofleet-victim build %s" % v_build in victim_job.stdout
+    finally:
+        go.kill()
+        go.wait()
+        if attacker_job is not None:
+            attacker_job.kill()
+            attacker_job.wait()
+        hostile.remove_tree(str(victim_home / ".cache"))
+        for leftover in (home / "d", home / "home"):
+            hostile.remove_tree(str(leftover))
+        if os.path.lexists(str(home / "l")):
+            os.unlink(str(home / "l"))
+
+
+def test_keep_referenced_reads_as_the_cache_owner(playbook, scene, accounts):
+    """Class 5: a go.sum the attacker cannot read (the victim's private checkout) must not protect anything
+    in the attacker's cache (that would tell it, version by version, what the file holds); one it can read
+    still does."""
+    _build, mod = attacker_caches(scene)
+    checkouts = scene.dir / "checkouts"
+    private = checkouts / "private"
+    public = checkouts / "public"
+    for directory in (private, public):
+        directory.mkdir(parents=True)
+    (private / "go.sum").write_text("example.com/greet v1.2.0 h1:x=\n")
+    os.chown(str(private), accounts.victim.pw_uid, accounts.victim.pw_gid)
+    os.chown(str(private / "go.sum"), accounts.victim.pw_uid, accounts.victim.pw_gid)
+    os.chmod(str(private), 0o700)
+    (public / "go.sum").write_text("example.com/greet v1.0.0 h1:x=\n")
+    res = run(playbook, [prune_task("prune", kinds=["module"], keep_versions=1, keep_recent="0s",
+                                    keep_referenced=[str(checkouts)])], "refs-as-owner")["prune"]
+    ok(res, "go_cache_prune")
+    greet = mod / "example.com"
+    assert (greet / "greet@v1.0.0").is_dir(), "a readable reference stopped protecting"
+    assert not (greet / "greet@v1.2.0").exists(), "a reference the owner cannot read protected a version"
+    assert reported(res, str(private)), json.dumps(res)[:3000]
+
+
+def test_locks_held_by_another_account_cost_a_bounded_wait(scene):
+    """Class 6: an account holds flocks on the world-readable .lock files of a root-owned module cache; each
+    version used to cost seconds of waiting, one after the other. The waits of a run are bounded as a whole
+    (here patched down to 2 s), and the versions stay as `locked`."""
+    mod = scene.dir / "shared-mod"
+    hostile.copy_tree(scene.lab.mod, mod, scene.acc.root)
+    versions = sorted((mod / "cache" / "download").rglob("v*.ziphash"))
+    locks = [str(v)[:-len(".ziphash")] + ".lock" for v in versions]
+    for lock in locks:
+        Path(lock).touch()
+        os.chmod(lock, 0o644)
+    holder = hostile.Loop(scene.acc.mallory, r"""
+import fcntl, os, sys, time
+stop, paths = sys.argv[-1], sys.argv[1:-1]
+fds = [os.open(p, os.O_RDONLY) for p in paths]
+for fd in fds:
+    fcntl.flock(fd, fcntl.LOCK_SH)
+while not os.path.exists(stop):
+    time.sleep(0.05)
+""", *locks)
+    script = ("import json, sys, time; sys.path.insert(0, %r); "
+              "from ansible_collections.gofleet.cache.plugins.module_utils import _prune; "
+              "_prune.LOCK_BUDGET_S = 2.0; _prune.LOCK_WAIT_S = 1.5; t = time.monotonic(); "
+              "r = _prune.prune_cache(%r, 'module', _prune.Policy(state='absent', if_busy='proceed')); "
+              "print(json.dumps([time.monotonic() - t, r['kept']]))" % (PYPATH, str(mod)))
+    with holder:
+        time.sleep(1)
+        done = hostile.run_cmd([os.sys.executable, "-c", script], timeout=120)
+    assert done.returncode == 0, done.stderr
+    elapsed, kept = json.loads(done.stdout.splitlines()[-1])
+    assert kept.get("locked") == len(versions) and len(versions) >= 3, kept
+    assert elapsed < 2.0 + len(versions) * 0.5, elapsed

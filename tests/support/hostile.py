@@ -328,6 +328,26 @@ class Loop(object):
         return False
 
 
+def spawn_as(pw, argv):
+    """A background process of ``pw`` (no supplementary groups); the caller kills and waits for it."""
+    return subprocess.Popen([os.fspath(a) for a in argv], cwd="/", env={"PATH": "/usr/bin:/bin"},  # noqa: S603
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            user=pw.pw_uid, group=pw.pw_gid, extra_groups=[])
+
+
+def spawn(argv):
+    """A background process of root's with a minimal environment; the caller kills and waits for it."""
+    return subprocess.Popen([os.fspath(a) for a in argv], cwd="/", env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def run_cmd(argv, timeout):
+    """A command of root's with a minimal environment, to completion (text output)."""
+    return subprocess.run([os.fspath(a) for a in argv], cwd="/", env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          universal_newlines=True, timeout=timeout, check=False)
+
+
 def unjam(paths):
     """Release whatever is blocked opening or reading one of these FIFOs."""
     for path in paths:

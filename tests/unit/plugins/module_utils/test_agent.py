@@ -366,7 +366,7 @@ class HeldLock(_agent.CacheLock):
     """A CacheLock on the lock directory as another run opens it."""
 
     def __init__(self, dirs, cache, exclusive=True):
-        super(HeldLock, self).__init__(dirs['lock_fd'], os.path.normpath(cache), exclusive)
+        super(HeldLock, self).__init__(dirs['lock_fd'], _agent.lock_key('shared', os.path.realpath(cache)), exclusive)
 
 
 def hold(dirs, cache, exclusive=True):
@@ -450,7 +450,7 @@ def test_a_symlink_planted_as_lock_file_is_never_followed(tmp_path, shared_cache
     target = str(tmp_path / 'precious')
     with open(target, 'w') as handle:
         handle.write('keep\n')
-    lock_path = os.path.join(dirs['locks'], _agent.lock_name(os.path.normpath(shared_cache)))
+    lock_path = os.path.join(dirs['locks'], _agent.lock_name(_agent.lock_key('shared', os.path.realpath(shared_cache))))
     os.symlink(target, lock_path)
     path = locked_config(tmp_path, shared_cache, dirs)
     code, out, _err = run(['--config', path, '--shared'], capsys)
@@ -462,7 +462,7 @@ def test_a_symlink_planted_as_lock_file_is_never_followed(tmp_path, shared_cache
 
 
 def test_a_fifo_planted_as_lock_file_never_blocks_the_run(tmp_path, shared_cache, dirs, capsys):
-    os.mkfifo(os.path.join(dirs['locks'], _agent.lock_name(os.path.normpath(shared_cache))))
+    os.mkfifo(os.path.join(dirs['locks'], _agent.lock_name(_agent.lock_key('shared', os.path.realpath(shared_cache)))))
     path = locked_config(tmp_path, shared_cache, dirs)
     code, out, _err = run(['--config', path, '--shared'], capsys)
     assert code == _agent.EXIT_FAILED and 'not a regular file' in out[0]
