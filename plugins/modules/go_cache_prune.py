@@ -123,6 +123,8 @@ options:
       - A C(go.sum) line C(module version h1:...) keeps the whole version; a line C(module version/go.mod h1:...) keeps
         at least its C(.mod) and C(.info), which the module graph needs even when the source is never extracted. A
         C(go.mod) C(require) keeps the whole version.
+      - The files are read with the rights of the module cache's owner, as its builds would read them; a file that
+        owner cannot read protects nothing in its cache, and is listed in RV(errors). Each path must exist.
     type: list
     elements: path
     default: []
