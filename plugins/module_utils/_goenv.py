@@ -310,18 +310,35 @@ def find_go(env, explicit=None):
     return None
 
 
+def go_clean(path):
+    """filepath.Clean on Unix: what Go makes of a path it joins (GOPATH/pkg/mod)."""
+    if not path:
+        return '.'
+    cleaned = posixpath.normpath(path)
+    # normpath keeps a leading '//' (POSIX leaves it to the system); Go makes it '/'.
+    return '/' + cleaned.lstrip('/') if cleaned.startswith('//') else cleaned
+
+
 class Setting(object):
-    """One variable's effective value, where it came from and what it hides."""
+    """One variable's effective value, where it came from and what it hides.
+
+    Go's lookup (cmd/go/internal/cfg Getenv, EnvOrAndChanged): a non-empty OS
+    variable; else the key of the user's go env file, even an empty one, which
+    then hides $GOROOT/go.env's (Go does not even read it); else
+    $GOROOT/go.env's; and when what was found is empty, the variable's
+    built-in default.
+    """
 
     __slots__ = ('name', 'value', 'source', 'shadowed', 'derived_from')
 
-    def __init__(self, name, candidates, derived_from=None):
+    def __init__(self, name, candidates, default='', derived_from=None):
         # candidates: [(source, value)] in precedence order, None values skipped
         present = [(source, value) for source, value in candidates if value is not None]
         self.name = name
-        self.source, self.value = present[0] if present else ('default', '')
-        # Go's built-in default is not a setting anyone made: it is never listed as shadowed.
-        self.shadowed = [item for item in present[1:] if item[0] != 'default']
+        self.source, self.value = present[0] if present else ('default', default)
+        if not self.value and default:
+            self.source, self.value = 'default', default
+        self.shadowed = present[1:]
         self.derived_from = derived_from
 
     def as_dict(self):
@@ -355,31 +372,35 @@ class GoEnvironment(object):
                 goroot_values = {}
 
         def candidates(name):
-            return [('env', env.get(name) or None), ('goenv_file', file_values.get(name)),
-                    ('goroot_env', goroot_values.get(name))]
+            found = [('env', env.get(name) or None)]
+            if name in file_values:
+                found.append(('goenv_file', file_values[name]))
+            else:
+                found.append(('goroot_env', goroot_values.get(name)))
+            return found
 
-        settings = {'GOENV': Setting('GOENV', [(goenv_source, self.goenv_path or 'off')])}
+        # `go env GOENV` prints the file Go reads, "" when there is none (GOENV=off).
+        settings = {'GOENV': Setting('GOENV', [(goenv_source, self.goenv_path or '')])}
         cache_default, cache_error = _xdg_dir(env, 'XDG_CACHE_HOME', '.cache')
-        settings['GOCACHE'] = Setting('GOCACHE', candidates('GOCACHE') + [
-            ('default', os.path.join(cache_default, 'go-build') if cache_default else None)])
+        settings['GOCACHE'] = Setting('GOCACHE', candidates('GOCACHE'),
+                                      os.path.join(cache_default, 'go-build') if cache_default else '')
         if cache_error and settings['GOCACHE'].source == 'default':
             self.errors.append('GOCACHE: %s' % cache_error)
         home = env.get('HOME', '')
-        settings['GOPATH'] = Setting('GOPATH', candidates('GOPATH') + [
-            ('default', os.path.join(home, 'go') if home else None)])
+        settings['GOPATH'] = Setting('GOPATH', candidates('GOPATH'), os.path.join(home, 'go') if home else '')
         gopath = settings['GOPATH']
         first_gopath = gopath.value.split(os.pathsep)[0] if gopath.value else ''
         modcache = Setting('GOMODCACHE', candidates('GOMODCACHE'))
-        if modcache.source == 'default':
-            # Derived: first GOPATH entry + /pkg/mod, with GOPATH's provenance.
-            modcache = Setting('GOMODCACHE', [(gopath.source, os.path.join(first_gopath, 'pkg', 'mod')
+        if not modcache.value:
+            # Derived: the first GOPATH entry joined with pkg/mod (filepath.Join cleans it), with GOPATH's provenance.
+            modcache = Setting('GOMODCACHE', [(gopath.source, go_clean(os.path.join(first_gopath, 'pkg', 'mod'))
                                                if first_gopath else '')], derived_from='GOPATH')
         settings['GOMODCACHE'] = modcache
         for name in ('GOPROXY', 'GOSUMDB', 'GOPRIVATE', 'GOFLAGS', 'GOTOOLCHAIN'):
             settings[name] = Setting(name, candidates(name))
         for name in ('GONOSUMDB', 'GONOPROXY'):
             setting = Setting(name, candidates(name))
-            if setting.source == 'default':  # Go defaults both to GOPRIVATE
+            if not setting.value:  # Go defaults both to GOPRIVATE
                 setting = Setting(name, [(settings['GOPRIVATE'].source, settings['GOPRIVATE'].value)],
                                   derived_from='GOPRIVATE')
             settings[name] = setting

@@ -41,7 +41,8 @@ def test_precedence_env_over_file_over_goroot(tmp_path):
     assert (s['GOCACHE'].value, s['GOCACHE'].source) == ('/env/cache', 'env')
     assert s['GOCACHE'].shadowed == [('goenv_file', '/file/cache')]
     assert (s['GOPROXY'].value, s['GOPROXY'].source) == ('https://corp', 'goenv_file')
-    assert s['GOPROXY'].shadowed == [('goroot_env', 'https://proxy.golang.org,direct')]
+    # A key in the go env file hides $GOROOT/go.env's: Go does not read that one (it is not "shadowed").
+    assert s['GOPROXY'].shadowed == []
     assert (s['GOSUMDB'].value, s['GOSUMDB'].source) == ('sum.golang.org', 'goroot_env')
     # An empty OS variable counts as unset.
     assert (s['GOFLAGS'].value, s['GOFLAGS'].source) == ('', 'default')
@@ -49,6 +50,29 @@ def test_precedence_env_over_file_over_goroot(tmp_path):
     assert s['GONOSUMDB'].value == 'corp.example' and s['GONOSUMDB'].derived_from == 'GOPRIVATE'
     assert goenv.conflicts() == [{'var': 'GOCACHE', 'value': '/env/cache', 'source': 'env',
                                   'shadowed_source': 'goenv_file', 'shadowed_value': '/file/cache'}]
+
+
+def test_empty_values_are_gos_defaults_and_hide_goroot(tmp_path):
+    """`go env -w GOCACHE= GOMODCACHE= GOPATH= GOPROXY=`: Go uses its defaults for the first three, and the
+    empty GOPROXY hides $GOROOT/go.env's (go env GOPROXY prints ""); compared with the real go env in
+    tests/integration/test_go_cache_facts.py."""
+    home, goroot = str(tmp_path / 'home'), str(tmp_path / 'goroot')
+    write(home + '/.config/go/env', 'GOCACHE=\nGOMODCACHE=\nGOPATH=\nGOPROXY=\nGONOSUMDB=\nGOPRIVATE=corp\n')
+    write(goroot + '/go.env', 'GOPROXY=https://proxy.golang.org,direct\nGOSUMDB=sum.golang.org\n')
+    s = GoEnvironment({'HOME': home}, goroot).settings
+    assert (s['GOCACHE'].value, s['GOCACHE'].source) == (home + '/.cache/go-build', 'default')
+    assert (s['GOPATH'].value, s['GOPATH'].source) == (home + '/go', 'default')
+    assert (s['GOMODCACHE'].value, s['GOMODCACHE'].derived_from) == (home + '/go/pkg/mod', 'GOPATH')
+    assert (s['GOPROXY'].value, s['GOPROXY'].source, s['GOPROXY'].shadowed) == ('', 'goenv_file', [])
+    assert (s['GOSUMDB'].value, s['GOSUMDB'].source) == ('sum.golang.org', 'goroot_env')
+    assert (s['GONOSUMDB'].value, s['GONOSUMDB'].derived_from) == ('corp', 'GOPRIVATE')
+
+
+def test_gomodcache_derived_from_gopath_is_cleaned_like_filepath_join(tmp_path):
+    s = GoEnvironment({'HOME': '/home/u', 'GOPATH': '//a//b/:/c', 'GOENV': 'off'}).settings
+    assert s['GOPATH'].value == '//a//b/:/c'  # reported as set
+    assert s['GOMODCACHE'].value == '/a/b/pkg/mod'
+    assert (s['GOENV'].value, s['GOENV'].source) == ('', 'env')  # go env GOENV prints "" for GOENV=off
 
 
 def test_defaults_follow_xdg_and_gopath(tmp_path):
