@@ -48,6 +48,9 @@ $script:BuildReadmeMarker = 'This directory holds cached build artifacts from th
 $script:FuzzDirName = 'fuzz'
 $script:TrimFileName = 'trim.txt'
 $script:ActionFileSize = 175   # len("v1 %x %x %20d %20d\n") with 32-byte IDs
+# Go refreshes a build cache file's mtime on use only when it is an hour old (cache.go mtimeInterval): a last use
+# may be up to this much after the mtime, so keep_recent, max_age and age buckets allow for it.
+$script:BuildUseLagSeconds = 3600
 # Longest first, so that `v1.zip` is not read as the version `v1.zip` of `.hash`.
 $script:DownloadSuffixes = @('.ziphash', '.partial', '.info', '.lock', '.mod', '.zip')
 # Files whose last access tells that a build used a module version.
@@ -851,17 +854,20 @@ function New-GoCandidate {
 }
 
 function New-GoSetting {
-    # One variable's effective value, where it came from and what it hides. Candidates (New-GoCandidate) come in
-    # precedence order; $null values are skipped. Go's built-in default is never listed as shadowed.
-    param ([string]$Name, [object[]]$Candidate, [string]$DerivedFrom)
+    # One variable's effective value, where it came from and what it hides, as Go's cfg.Getenv and
+    # EnvOrAndChanged decide: the first candidate (New-GoCandidate, in precedence order, $null values skipped),
+    # and, when its value is empty, the variable's built-in -Default.
+    param ([string]$Name, [object[]]$Candidate, [string]$Default = '', [string]$DerivedFrom)
     $present = @($Candidate | Where-Object { $null -ne $_.value })
-    $setting = @{ name = $Name; source = 'default'; value = ''; shadowed = [List[object]]::new() }
+    $setting = @{ name = $Name; source = 'default'; value = $Default; shadowed = [List[object]]::new() }
     if ($present.Count) {
         $setting.source = $present[0].source
         $setting.value = $present[0].value
-        for ($index = 1; $index -lt $present.Count; $index++) {
-            if ($present[$index].source -ne 'default') { $setting.shadowed.Add($present[$index]) }
-        }
+        for ($index = 1; $index -lt $present.Count; $index++) { $setting.shadowed.Add($present[$index]) }
+    }
+    if (-not $setting.value -and $Default) {
+        $setting.source = 'default'
+        $setting.value = $Default
     }
     if ($DerivedFrom) { $setting.derived_from = $DerivedFrom }
     $setting
@@ -923,24 +929,28 @@ function Get-GoEnvironment {
     $gorootValues = ConvertFrom-GoEnvFile $GoRootEnvText
 
     $candidates = {
+        # A key the go env file has (even empty) hides $GOROOT\go.env's: Go does not read that one then.
         param ($name)
-        $fromFile = if ($fileValues.ContainsKey($name)) { $fileValues[$name] } else { $null }
-        $fromGoroot = if ($gorootValues.ContainsKey($name)) { $gorootValues[$name] } else { $null }
+        $fromFile = $null
+        $fromGoroot = $null
+        if ($fileValues.ContainsKey($name)) { $fromFile = $fileValues[$name] }
+        elseif ($gorootValues.ContainsKey($name)) { $fromGoroot = $gorootValues[$name] }
         @((New-GoCandidate 'env' (& $get $name)), (New-GoCandidate 'goenv_file' $fromFile),
             (New-GoCandidate 'goroot_env' $fromGoroot))
     }
 
     $settings = @{}
-    $settings['GOENV'] = New-GoSetting 'GOENV' @(New-GoCandidate $goenvSource $(if ($goenvPath) { $goenvPath } else { 'off' }))
-    $cacheDefault = if (& $get 'LOCALAPPDATA') { [Path]::Combine($Environment['LOCALAPPDATA'], 'go-build') } else { $null }
-    $settings['GOCACHE'] = New-GoSetting 'GOCACHE' (@(& $candidates 'GOCACHE') + @(New-GoCandidate 'default' $cacheDefault))
+    # go env GOENV prints the file Go reads, "" when there is none (GOENV=off).
+    $settings['GOENV'] = New-GoSetting 'GOENV' @(New-GoCandidate $goenvSource $(if ($goenvPath) { $goenvPath } else { '' }))
+    $cacheDefault = if (& $get 'LOCALAPPDATA') { [Path]::Combine($Environment['LOCALAPPDATA'], 'go-build') } else { '' }
+    $settings['GOCACHE'] = New-GoSetting 'GOCACHE' @(& $candidates 'GOCACHE') $cacheDefault
     if (-not $cacheDefault -and $settings['GOCACHE'].source -eq 'default') { $errors.Add('GOCACHE: %LocalAppData% is not defined') }
-    $pathDefault = if (& $get 'USERPROFILE') { [Path]::Combine($Environment['USERPROFILE'], 'go') } else { $null }
-    $settings['GOPATH'] = New-GoSetting 'GOPATH' (@(& $candidates 'GOPATH') + @(New-GoCandidate 'default' $pathDefault))
+    $pathDefault = if (& $get 'USERPROFILE') { [Path]::Combine($Environment['USERPROFILE'], 'go') } else { '' }
+    $settings['GOPATH'] = New-GoSetting 'GOPATH' @(& $candidates 'GOPATH') $pathDefault
     $gopath = $settings['GOPATH']
     $firstGopath = if ($gopath.value) { $gopath.value.Split(';')[0] } else { '' }
     $modcache = New-GoSetting 'GOMODCACHE' @(& $candidates 'GOMODCACHE')
-    if ($modcache.source -eq 'default') {
+    if (-not $modcache.value) {
         # Derived: the first GOPATH entry + \pkg\mod, with GOPATH's provenance.
         $derived = if ($firstGopath) { [Path]::Combine($firstGopath, 'pkg', 'mod') } else { '' }
         $modcache = New-GoSetting 'GOMODCACHE' @(New-GoCandidate $gopath.source $derived) 'GOPATH'
@@ -951,7 +961,7 @@ function Get-GoEnvironment {
     }
     foreach ($name in 'GONOSUMDB', 'GONOPROXY') {
         $setting = New-GoSetting $name @(& $candidates $name)
-        if ($setting.source -eq 'default') {   # Go defaults both to GOPRIVATE
+        if (-not $setting.value) {   # Go defaults both to GOPRIVATE
             $setting = New-GoSetting $name @(New-GoCandidate $settings['GOPRIVATE'].source $settings['GOPRIVATE'].value) 'GOPRIVATE'
         }
         $settings[$name] = $setting
@@ -1197,11 +1207,13 @@ function Edit-GoEnvFileText {
 #region Build cache (_buildcache)
 
 function Test-GoBuildCache {
-    <# .SYNOPSIS True when the directory's README starts with Go's marker line. #>
+    <# .SYNOPSIS True for a Go build cache: its README starts with Go's marker line, or, the README gone (Go writes
+    it again on its next use), it has Go's structure (Test-GoBuildCacheStructure). #>
     param ([string]$Path)
+    $readme = Join-GoPath (Get-GoLongPath $Path) 'README'
+    if (-not [File]::Exists($readme)) { return (Test-GoBuildCacheStructure $Path) }
     try {
-        $stream = [FileStream]::new((Join-GoPath (Get-GoLongPath $Path) 'README'), [FileMode]::Open, [FileAccess]::Read,
-            [FileShare]'ReadWrite, Delete')
+        $stream = [FileStream]::new($readme, [FileMode]::Open, [FileAccess]::Read, [FileShare]'ReadWrite, Delete')
         try {
             $buffer = [byte[]]::new($script:BuildReadmeMarker.Length)
             $read = $stream.Read($buffer, 0, $buffer.Length)
@@ -1216,12 +1228,32 @@ function Test-GoBuildCache {
     }
 }
 
-function Read-GoActionOutput {
+function Test-GoBuildCacheStructure {
+    # All 256 entry directories Go makes (cache.go Open) and nothing at the top but Go's own files and fuzz.
+    param ([string]$Path)
+    $hexDirs = 0
+    try {
+        foreach ($child in [DirectoryInfo]::new((Get-GoLongPath $Path)).EnumerateFileSystemInfos()) {
+            if ($child -is [DirectoryInfo] -and $child.Name -cmatch '^[0-9a-f]{2}$') { $hexDirs++ }
+            elseif (-not (($child -is [FileInfo] -and @('README', 'trim.txt', 'testexpire.txt', 'log.txt') -ccontains $child.Name) -or
+                    ($child -is [DirectoryInfo] -and $child.Name -ceq 'fuzz'))) {
+                return $false
+            }
+        }
+    }
+    catch {
+        return $false
+    }
+    $hexDirs -eq 256
+}
+
+function Read-GoActionLine {
     <#
     .SYNOPSIS
-    The output ID (64 lowercase hex) an -a file's line names, or $null when Go would ignore it. The checks are
-    Go's own (cache.go getIndexEntry): exact length, `v1 ` prefix, separators, trailing newline, and the action
-    ID matching the name.
+    @{ output = the output ID (64 lowercase hex) an -a file's line names; size = the output size it records }, or
+    $null when Go would miss it. The checks are Go's own (cache.go get): exactly 175 bytes, `v1 `, the
+    separators and the final newline, hex IDs (either case) with the action ID the name's, and size and time
+    fields that parse as non-negative 64-bit integers after their leading spaces.
     #>
     param ([FileInfo]$File, [string]$ActionId)
     $stream = [FileStream]::new($File.FullName, [FileMode]::Open, [FileAccess]::Read, [FileShare]'ReadWrite, Delete')
@@ -1240,12 +1272,31 @@ function Read-GoActionOutput {
     if ($read -ne $script:ActionFileSize) { return $null }
     $text = [Text.Encoding]::ASCII.GetString($buffer, 0, $read)
     if (-not $text.StartsWith('v1 ') -or $text[67] -ne [char]' ' -or $text[132] -ne [char]' ' -or
-        $text[174] -ne [char]"`n" -or $text.Substring(3, 64) -cne $ActionId) {
+        $text[153] -ne [char]' ' -or $text[174] -ne [char]"`n") {
         return $null
     }
+    $action = $text.Substring(3, 64)
     $output = $text.Substring(68, 64)
-    if ($output -notmatch '^[0-9a-fA-F]{64}$') { return $null }
-    $output.ToLowerInvariant()
+    if ($action -notmatch '^[0-9a-fA-F]{64}$' -or $action.ToLowerInvariant() -cne $ActionId -or
+        $output -notmatch '^[0-9a-fA-F]{64}$') {
+        return $null
+    }
+    $size = ConvertFrom-GoDecimalField $text.Substring(133, 20)
+    $time = ConvertFrom-GoDecimalField $text.Substring(154, 20)
+    if ($null -eq $size -or $size -lt 0 -or $null -eq $time -or $time -lt 0) { return $null }
+    @{ output = $output.ToLowerInvariant(); size = $size }
+}
+
+function ConvertFrom-GoDecimalField {
+    # strconv.ParseInt(field without its leading spaces, 10, 64), or $null where Go's would fail.
+    param ([string]$Field)
+    $text = $Field.TrimStart(' ')
+    if ($text -notmatch '^[+-]?[0-9]+$') { return $null }
+    $value = [long]0
+    if (-not [long]::TryParse($text, [Globalization.NumberStyles]::AllowLeadingSign, [Globalization.CultureInfo]::InvariantCulture, [ref]$value)) {
+        return $null
+    }
+    $value
 }
 
 function Get-GoBuildCacheScan {
@@ -1327,13 +1378,14 @@ function Get-GoBuildCacheScan {
                 }
                 elseif ($isAction) {
                     try {
-                        $output = Read-GoActionOutput $child $id
+                        $line = Read-GoActionLine $child $id
                     }
                     catch {
                         Add-GoError $scan.errors $rel $_
-                        $output = $null
+                        $line = $null
                     }
-                    $scan.actions.Add(@{ id = $id; rel = $rel; output = $output; mtime = $mtime; size = $child.Length
+                    $scan.actions.Add(@{ id = $id; rel = $rel; output = $(if ($line) { $line.output } else { $null })
+                            recorded = $(if ($line) { $line.size } else { [long]-1 }); mtime = $mtime; size = $child.Length
                             disk = (Get-GoAllocatedBytes $child.Length $ClusterBytes)
                         })
                 }
@@ -1368,26 +1420,36 @@ function Get-GoBuildCacheScan {
     $scan
 }
 
+function Get-GoHitOutput {
+    # The output an action names when Go counts the entry as a hit (GetFile, OutputFile): the -d exists with the
+    # size the line records (a -d directory: holding one file of that size); else $null.
+    param ([hashtable]$Scan, [hashtable]$Action)
+    if ($null -eq $Action.output -or -not $Scan.outputs.ContainsKey($Action.output)) { return $null }
+    $output = $Scan.outputs[$Action.output]
+    if ($output.size -ne $Action.recorded -or ($output.is_dir -and $output.files -ne 1)) { return $null }
+    $output
+}
+
 function Get-GoBuildCacheEntry {
     <#
     .SYNOPSIS
-    The entries of a scan: every action joined with the output it names, then orphan outputs. A shared output
-    belongs to the most recently used alive entry naming it; its bytes count for that entry only. Dead entries
-    (an -a Go ignores, or whose -d is gone) and orphan outputs have alive $false.
+    The entries of a scan: every action joined with the output it names, then orphan outputs. Every file ages on
+    its own, as Go's trim ages it: an entry's last use is its -a's mtime. A shared output belongs to the most
+    recently used alive entry naming it; its bytes count for that entry only. Dead entries (an -a Go would miss:
+    unparsable, its -d gone or of another size) and outputs no alive entry names have alive $false.
     #>
     param ([hashtable]$Scan)
 
     $owner = [Dictionary[string, object]]::new()
     foreach ($action in $Scan.actions) {
-        if ($null -eq $action.output -or -not $Scan.outputs.ContainsKey($action.output)) { continue }
-        $lastUsed = [math]::Max($action.mtime, $Scan.outputs[$action.output].mtime)
-        if (-not $owner.ContainsKey($action.output) -or $lastUsed -ge $owner[$action.output].last_used) {
-            $owner[$action.output] = @{ last_used = $lastUsed; action = $action }
+        if ($null -eq (Get-GoHitOutput $Scan $action)) { continue }
+        if (-not $owner.ContainsKey($action.output) -or $action.mtime -ge $owner[$action.output].last_used) {
+            $owner[$action.output] = @{ last_used = $action.mtime; action = $action }
         }
     }
     $entries = [List[object]]::new()
     foreach ($action in $Scan.actions) {
-        $output = if ($null -ne $action.output -and $Scan.outputs.ContainsKey($action.output)) { $Scan.outputs[$action.output] } else { $null }
+        $output = Get-GoHitOutput $Scan $action
         if ($null -eq $output) {
             $entries.Add(@{ action = $action; output = $null; output_id = $action.output; alive = $false
                     owns_output = $false; last_used = $action.mtime; bytes = $action.size; disk = $action.disk
@@ -1396,7 +1458,7 @@ function Get-GoBuildCacheEntry {
         }
         $owns = [object]::ReferenceEquals($owner[$output.id].action, $action)
         $entries.Add(@{ action = $action; output = $output; output_id = $output.id; alive = $true; owns_output = $owns
-                last_used = [math]::Max($action.mtime, $output.mtime)
+                last_used = $action.mtime
                 bytes = $action.size + $(if ($owns) { $output.size } else { 0 })
                 disk = $action.disk + $(if ($owns) { $output.disk } else { 0 })
             })
@@ -1624,12 +1686,13 @@ function Get-GoModuleCacheScan {
 #region Facts (_facts)
 
 function New-GoAgeHistogram {
-    # Cumulative counts of units not used for longer than each threshold: older iff last use < now - threshold.
-    param ([string[]]$Bucket, [long]$Now)
+    # Cumulative counts of units not used for longer than each threshold: older iff last use < now - threshold -
+    # lag (how much a recorded last use may lag the real one: BuildUseLagSeconds for a build cache).
+    param ([string[]]$Bucket, [long]$Now, [long]$LagSeconds = 0)
     $thresholds = [List[object]]::new()
     foreach ($label in $Bucket) {
         $seconds = ConvertFrom-GoDuration $label 'age_buckets'
-        $thresholds.Add(@{ label = $label; seconds = $seconds; cutoff = ($Now - $seconds) * $script:TicksPerSecond
+        $thresholds.Add(@{ label = $label; seconds = $seconds; cutoff = ($Now - $seconds - $LagSeconds) * $script:TicksPerSecond
                 entries = 0; bytes = [long]0
             })
     }
@@ -1672,7 +1735,7 @@ function Get-GoScanCommonFact {
 function Get-GoBuildCacheFact {
     param ([string]$Root, [string[]]$AgeBuckets, [long]$Now, [bool]$Link, [long]$ClusterBytes)
     $scan = Get-GoBuildCacheScan $Root $Link $ClusterBytes
-    $ages = New-GoAgeHistogram $AgeBuckets $Now
+    $ages = New-GoAgeHistogram $AgeBuckets $Now $script:BuildUseLagSeconds
     $entries = 0
     $orphans = $null
     if ($Link) {
@@ -2050,8 +2113,9 @@ function New-GoPruneUnit {
 }
 
 function Get-GoRecentProtection {
-    param ($Policy, [long]$Now, [long]$LastUsed)
-    if ($Policy.state -eq 'present' -and $LastUsed -gt ($Now - $Policy.keep_recent) * $script:TicksPerSecond) {
+    # keep_recent, allowing for how much a recorded last use may lag the real one (-LagSeconds).
+    param ($Policy, [long]$Now, [long]$LastUsed, [long]$LagSeconds = 0)
+    if ($Policy.state -eq 'present' -and $LastUsed -gt ($Now - $Policy.keep_recent - $LagSeconds) * $script:TicksPerSecond) {
         return $script:ProtectRecent
     }
     0
@@ -2066,7 +2130,7 @@ function Select-GoPruneUnit {
     #>
     [OutputType([bool])]
     param ([object[]]$Unit, $Policy, [long]$Now, [long]$TotalBytes, [AllowNull()][object]$FreeBytes,
-        [AllowNull()][object]$VolumeBytes, [object[]]$Group = @())
+        [AllowNull()][object]$VolumeBytes, [object[]]$Group = @(), [long]$LagSeconds = 0)
 
     $removable = { param ($unit) -not $unit.remove -and -not $unit.protect }
     if ($Policy.state -eq 'absent') {
@@ -2077,7 +2141,7 @@ function Select-GoPruneUnit {
         foreach ($unit in $Unit) { if ($unit.class -eq $script:UnitIncomplete -and -not $unit.protect) { $unit.remove = $true } }
     }
     if ($null -ne $Policy.max_age) {
-        $cutoff = ($Now - $Policy.max_age) * $script:TicksPerSecond
+        $cutoff = ($Now - $Policy.max_age - $LagSeconds) * $script:TicksPerSecond
         foreach ($unit in $Unit) {
             if ($unit.class -eq $script:UnitComplete -and $unit.last_used -lt $cutoff -and (& $removable $unit)) { $unit.remove = $true }
         }
@@ -2205,11 +2269,11 @@ function Get-GoBuildPrunePlan {
     foreach ($entry in (Get-GoBuildCacheEntry $scan)) {
         $name = if ($null -eq $entry.action) { "output $($entry.output.id)" } else { "entry $($entry.action.id)" }
         $class = if ($entry.alive) { $script:UnitComplete } else { $script:UnitIncomplete }
-        $unit = New-GoPruneUnit $entry.last_used $entry.bytes $entry.disk $class (Get-GoRecentProtection $Policy $Now $entry.last_used) $entry $name
+        $unit = New-GoPruneUnit $entry.last_used $entry.bytes $entry.disk $class (Get-GoRecentProtection $Policy $Now $entry.last_used $script:BuildUseLagSeconds) $entry $name
         $unit.index = $units.Count
         $units.Add($unit)
     }
-    @{ scan = $scan; units = $units.ToArray(); total = $scan.bytes; groups = @() }
+    @{ scan = $scan; units = $units.ToArray(); total = $scan.bytes; groups = @(); lag = $script:BuildUseLagSeconds }
 }
 
 function Invoke-GoBuildPrune {
@@ -2646,7 +2710,8 @@ function Invoke-GoCachePrune {
     $outcome = New-GoPruneOutcome $real $Kind $plan.total
     if ($plan.ContainsKey('scan')) { Merge-GoErrorLog $outcome.errors $plan.scan.errors }
     if ($plan.ContainsKey('errors')) { Merge-GoErrorLog $outcome.errors $plan.errors }
-    $outcome.target_met = Select-GoPruneUnit $plan.units $Policy $Now $plan.total $free $filesystem.size_bytes $plan.groups
+    $lag = if ($plan.ContainsKey('lag')) { $plan.lag } else { 0 }
+    $outcome.target_met = Select-GoPruneUnit $plan.units $Policy $Now $plan.total $free $filesystem.size_bytes $plan.groups $lag
     Add-GoPlanKept $outcome $plan.units
 
     $chosen = @($plan.units | Where-Object { $_.remove })

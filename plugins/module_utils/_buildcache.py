@@ -5,10 +5,22 @@
 """The Go build cache (GOCACHE) as Go lays it out (src/cmd/go/internal/cache).
 
 Units: an *entry* is an action file `<actionID>-a` plus the output file
-`<outputID>-d` its line names.  Its last use is the newer mtime of the two
-(Go refreshes each at most hourly).  One `-d` may be named by several `-a`
-(one per Go version that built it); it is freed only with the last of them,
-so its bytes are attributed to the most recently used of those entries.
+`<outputID>-d` its line names.  Go ages every file on its own (its trim
+removes any `-a` or `-d` unused for 5 days and an hour), so an entry's last
+use is its `-a`'s own mtime, which Go refreshes on every hit older than an
+hour (MTIME_INTERVAL_S: a mtime may lag the last use by up to an hour).  One
+`-d` may be named by several `-a` (one per Go version that built it, and
+the empty output is named by a third of a real cache's entries); it is freed
+only with the last entry naming it, so its bytes are attributed to the most
+recently used of them.  An output no kept entry names is freed with it; one a
+kept entry names always stays, whatever its own age (Go would trim it and
+turn that entry into a miss: the one deliberate difference from Go's trim).
+
+An entry is alive when Go would count it as a hit: its `-a` parses as Go
+parses it (cache.go get) and its output exists with the size the `-a`
+records (GetFile; for an executable output, a directory holding one file of
+that size: OutputFile).  Every other `-a`, and every output no `-a` names, is
+dead weight.
 
 The scan lists every directory once, stats every file once and reads every
 `-a` (175 bytes) once.  What it keeps in memory is packed into bytearrays
@@ -30,17 +42,24 @@ from ansible_collections.gofleet.cache.plugins.module_utils import _fs
 README_NAME = 'README'
 README_MARKER = b'This directory holds cached build artifacts from the Go build system.'
 TRIM_NAME = 'trim.txt'
+TESTEXPIRE_NAME = 'testexpire.txt'
 LOG_NAME = 'log.txt'  # legacy; go clean -cache removes it
 FUZZ_DIR = 'fuzz'
+# Top-level names of a Go build cache besides the 256 entry directories (cache.go, default.go, test.go).
+TOP_LEVEL_FILES = frozenset((README_NAME, TRIM_NAME, TESTEXPIRE_NAME, LOG_NAME))
 ENTRY_SIZE = 175  # len("v1 %x %x %20d %20d\n") with 32-byte IDs
 HEX_DIRS = ['%02x' % i for i in range(256)]
+# Go refreshes a file's mtime on use only when it is older than this (cache.go mtimeInterval).
+MTIME_INTERVAL_S = 3600
+_HEX_DIGITS = frozenset(b'0123456789abcdefABCDEF')
+_INT64_MAX = 2 ** 63 - 1
 
 # Packed records, one per file.  Prune keeps whole IDs (it needs the file
 # names back); facts keep no action ID and the first 16 bytes of output IDs
 # (a 2**-128 collision chance), 33 + 45 bytes a file instead of 81 + 61.
-# Fields: action ID, output ID, mtime ns, size, allocated bytes, state (ACTION_*).
-ACTION_FULL = struct.Struct('<32s32sqIIB')
-ACTION_COMPACT = struct.Struct('<0s16sqIIB')
+# Fields: action ID, output ID, mtime ns, size, allocated bytes, state (ACTION_*), output size the line records.
+ACTION_FULL = struct.Struct('<32s32sqIIBq')
+ACTION_COMPACT = struct.Struct('<0s16sqIIBq')
 ACTION_DEAD, ACTION_VALID, ACTION_UNREAD = 0, 1, 2
 # Fields: output ID, mtime ns, size, allocated bytes, files (>1 for Go 1.24+ directory outputs), flags (OUTPUT_*).
 OUTPUT_FULL = struct.Struct('<32sqqqIB')
@@ -49,31 +68,65 @@ OUTPUT_DIR, OUTPUT_UNREAD = 1, 2
 # Stat-only scans (link=False) keep per file: mtime ns, size, is an action file.
 FILE_RECORD = struct.Struct('<qq?')
 _NO_ID = b'\0' * 32
+_HEX_SET = frozenset(HEX_DIRS)
 _U32 = 0xFFFFFFFF
 
 
 def is_build_cache(root_fd):
-    """True when the directory's README starts with Go's marker line."""
+    """True for a Go build cache: its README starts with Go's marker line, or, when the README is gone
+    (Go writes it again on its next use), the directory has Go's structure (has_cache_structure)."""
     try:
         head = _fs.read_small_file(README_NAME, root_fd, len(README_MARKER) + 2)
     except OSError:
-        return False
+        return has_cache_structure(root_fd)
     return head.startswith(README_MARKER)
 
 
-def parse_action(data, action_hex):
-    """Output ID (32 raw bytes) named by an -a file's content, or None when Go would ignore it.
-
-    The checks are Go's own (cache.go getIndexEntry): exact length, `v1 `
-    prefix, separators, trailing newline, and the action ID matching the name.
-    """
-    if (len(data) != ENTRY_SIZE or data[:3] != b'v1 ' or data[67:68] != b' '
-            or data[132:133] != b' ' or data[174:175] != b'\n' or data[3:67] != action_hex):
-        return None
+def has_cache_structure(root_fd):
+    """All 256 entry directories Go makes (cache.go Open) and nothing at the top but Go's own files and the fuzz
+    directory, which tells a README-less build cache from, say, a git object store."""
     try:
-        return bytes.fromhex(data[68:132].decode('ascii'))
-    except ValueError:
+        listing = _fs.list_dir(root_fd)
+    except OSError:
+        return False
+    hex_dirs = 0
+    for name, st in listing:
+        if stat.S_ISDIR(st.st_mode) and len(name) == 2 and name in _HEX_SET:
+            hex_dirs += 1
+        elif not (stat.S_ISREG(st.st_mode) and name in TOP_LEVEL_FILES
+                  or stat.S_ISDIR(st.st_mode) and name == FUZZ_DIR):
+            return False
+    return hex_dirs == 256
+
+
+def _go_int(field):
+    """strconv.ParseInt of a space-padded decimal field as Go's get() reads it; None when Go would not."""
+    text = field.lstrip(b' ')
+    digits = text[1:] if text[:1] in (b'+', b'-') else text
+    if not digits or not digits.isdigit():
         return None
+    value = int(text)
+    return value if -_INT64_MAX - 1 <= value <= _INT64_MAX else None
+
+
+def parse_action(data, action_hex):
+    """(output ID (32 raw bytes), recorded output size) of an -a file's line, or None when Go would miss it.
+
+    The checks are Go's own (cache.go get): exactly 175 bytes, `v1 `, the
+    separators and the final newline, hex IDs (either case) with the action ID
+    the name's, and size and time fields that parse as non-negative integers.
+    """
+    if (len(data) != ENTRY_SIZE or data[:3] != b'v1 ' or data[67:68] != b' ' or data[132:133] != b' '
+            or data[153:154] != b' ' or data[174:175] != b'\n'):
+        return None
+    action, output = data[3:67], data[68:132]
+    if not _HEX_DIGITS.issuperset(action) or not _HEX_DIGITS.issuperset(output) or \
+            action.lower() != action_hex:
+        return None
+    size, when = _go_int(data[133:153]), _go_int(data[154:174])
+    if size is None or size < 0 or when is None or when < 0:
+        return None
+    return bytes.fromhex(output.decode('ascii')), size
 
 
 def _hex_id(name):
@@ -109,7 +162,8 @@ class Entry(object):
         self.output_id = output_id
         self.action_mtime_ns = action_mtime_ns
         self.output_mtime_ns = output_mtime_ns
-        self.last_used_ns = max(action_mtime_ns, output_mtime_ns)
+        # Go ages every file on its own: an entry by its -a, an output no entry names by itself.
+        self.last_used_ns = output_mtime_ns if action_id is None else action_mtime_ns
         self.action_bytes = action_bytes
         self.output_bytes = output_bytes
         self.disk_bytes = disk_bytes
@@ -309,20 +363,22 @@ class BuildCacheScan(_Tally):
                     part.other_bytes += st.st_size
                 elif name[65] == 'a':
                     state = ACTION_VALID
+                    output_id, recorded = None, -1
                     try:
-                        output_id = parse_action(_fs.read_small_file(name, dir_fd, ENTRY_SIZE + 1),
-                                                 name[:64].encode('ascii'))
-                        if output_id is None:
+                        parsed = parse_action(_fs.read_small_file(name, dir_fd, ENTRY_SIZE + 1),
+                                              name[:64].encode('ascii'))
+                        if parsed is None:
                             state = ACTION_DEAD
+                        else:
+                            output_id, recorded = parsed
                     except OSError as exc:
                         part.errors.add(dirname + '/' + name, exc)
-                        output_id = None
                         state = ACTION_UNREAD
                     # Go treats an -a it cannot parse as a miss: dead weight, kept in bucket 0.
                     bucket = 0 if output_id is None else output_id[0]
                     record = pack_action(entry_id if keep_ids or output_id is None else b'', output_id or _NO_ID,
                                          st.st_mtime_ns, min(st.st_size, _U32), min(st.st_blocks * 512, _U32),
-                                         state)
+                                         state, recorded)
                     if bucket in actions:
                         actions[bucket] += record
                     else:
@@ -361,8 +417,9 @@ class BuildCacheScan(_Tally):
 
         Every entry naming an output is in that output's bucket, so a shared
         -d can be decided on with its bucket alone.  Dead entries (an -a Go
-        would ignore, or whose -d is gone) have alive=False; orphan outputs
-        have action_id None.  The order is deterministic for a given scan.
+        would miss: unparsable, its -d gone or of another size) have
+        alive=False; outputs no alive entry names have action_id None.  The
+        order is deterministic for a given scan.
         """
         for bucket in range(256):
             outputs = {}
@@ -371,25 +428,26 @@ class BuildCacheScan(_Tally):
             actions = list(self.action_record.iter_unpack(self.actions[bucket]))
             # Outputs of this bucket that could not be listed: an entry naming one may be alive.
             outputs_unread = HEX_DIRS[bucket] in self.unread_dirs
-            # Which alive entry owns each shared output: the most recently used.
+            hits = [_hit(state, outputs.get(output_id), recorded)
+                    for _aid, output_id, _mtime, _size, _disk, state, recorded in actions]
+            # Which alive entry owns each shared output: the most recently used (its own -a's mtime).
             owner = {}
-            for index, (_aid, output_id, a_mtime, _size, _disk, state) in enumerate(actions):
-                out = outputs.get(output_id) if state == ACTION_VALID else None
-                if out is None:
+            for index, (_aid, output_id, a_mtime, _size, _disk, _state, _recorded) in enumerate(actions):
+                if hits[index] is None:
                     continue
-                last_used = max(a_mtime, out[0])
                 current = owner.get(output_id)
                 # On a tie the later entry owns it: least-recently-used order
                 # (last use, then position) then removes the owner last.
-                if current is None or last_used >= current[0]:
-                    owner[output_id] = (last_used, index)
+                if current is None or a_mtime >= current[0]:
+                    owner[output_id] = (a_mtime, index)
             entries = []
-            for index, (action_id, output_id, a_mtime, a_size, a_disk, state) in enumerate(actions):
+            for index, (action_id, output_id, a_mtime, a_size, a_disk, state, _recorded) in enumerate(actions):
                 valid = state == ACTION_VALID
-                out = outputs.get(output_id) if valid else None
+                out = hits[index]
                 if out is None:
+                    unread = state == ACTION_UNREAD or valid and outputs_unread and output_id not in outputs
                     entries.append(Entry(action_id, output_id if valid else None, a_mtime, 0, a_size, 0, a_disk, 1,
-                                         False, False, False, state == ACTION_UNREAD or valid and outputs_unread))
+                                         False, False, False, unread))
                     continue
                 owns = owner[output_id][1] == index
                 entries.append(Entry(action_id, output_id, a_mtime, out[0], a_size, out[1],
@@ -400,3 +458,17 @@ class BuildCacheScan(_Tally):
                     entries.append(Entry(None, output_id, 0, out[0], 0, out[1], out[2], out[3], out[4], True, False,
                                          out[5]))
             yield entries
+
+
+def _hit(state, out, recorded):
+    """The output record when Go would count the entry as a hit (GetFile, OutputFile), else None.
+
+    An output that could not be read whole is taken as a hit: whether it is
+    one is unknown, and the entry is then marked unread and kept.
+    """
+    if state != ACTION_VALID or out is None:
+        return None
+    _mtime, size, _disk, files, is_dir, unread = out
+    if unread or size == recorded and (files == 1 or not is_dir):
+        return out
+    return None

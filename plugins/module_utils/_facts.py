@@ -38,11 +38,14 @@ class AgeHistogram(object):
     are made cumulative only at the end.
     """
 
-    def __init__(self, buckets, now):
+    def __init__(self, buckets, now, lag_s=0):
+        """`lag_s`: how much a recorded last use may lag the real one (_prune's USE_LAG_S): a unit counts as
+        unused for longer than a threshold only when it surely was, as max_age of the same length decides."""
         self.now = now
+        self.lag_s = lag_s
         self.thresholds = [(label, parse_duration(label, 'age_buckets')) for label in buckets]
         # Unit i is older than threshold k iff last_used < cutoff_k; bins count units between cutoffs.
-        self.cutoffs = sorted(set(int((now - seconds) * NS) for _label, seconds in self.thresholds))
+        self.cutoffs = sorted(set(int((now - seconds - lag_s) * NS) for _label, seconds in self.thresholds))
         self.bins = [[0, 0] for _item in range(len(self.cutoffs) + 1)]
         self.oldest_ns = None
         self.newest_ns = None
@@ -63,7 +66,7 @@ class AgeHistogram(object):
         """[entries, bytes] per threshold, in the order the thresholds were given."""
         result = []
         for _label, seconds in self.thresholds:
-            limit = self.cutoffs.index(int((self.now - seconds) * NS))
+            limit = self.cutoffs.index(int((self.now - seconds - self.lag_s) * NS))
             result.append([sum(self.bins[i][0] for i in range(limit + 1)),
                            sum(self.bins[i][1] for i in range(limit + 1))])
         return result
@@ -88,7 +91,7 @@ def _scan_common(scan):
 
 def build_cache_facts(root_fd, buckets, now, link=True):
     scan = _buildcache.BuildCacheScan(root_fd, link=link).run()
-    ages = AgeHistogram(buckets, now)
+    ages = AgeHistogram(buckets, now, _buildcache.MTIME_INTERVAL_S)
     entries = dead_actions = orphan_outputs = dead_bytes = 0
     if link:
         for entry in scan.join():

@@ -250,8 +250,12 @@ class Plan(object):
     def removable(self, index):
         return not self.remove[index] and not self.protect[index]
 
-    def select(self, policy, now, total_bytes, free_bytes, fs_size, groups=None):
-        """Apply the policies in order; returns whether max_size/min_free targets can be met."""
+    def select(self, policy, now, total_bytes, free_bytes, fs_size, groups=None, lag_s=0):
+        """Apply the policies in order; returns whether max_size/min_free targets can be met.
+
+        `lag_s`: how much a unit's recorded last use may lag its real one (see _CachePruner.USE_LAG_S);
+        max_age removes only what was surely not used for that long.
+        """
         count = len(self)
         if policy.state == 'absent':
             for index in range(count):
@@ -262,7 +266,7 @@ class Plan(object):
                 if self.unit_class[index] == INCOMPLETE and not self.protect[index]:
                     self.remove[index] = 1
         if policy.max_age is not None:
-            cutoff = (now - policy.max_age) * NS
+            cutoff = (now - policy.max_age - lag_s) * NS
             for index in range(count):
                 if self.unit_class[index] == UNIT and self.last_used[index] < cutoff and self.removable(index):
                     self.remove[index] = 1
@@ -300,10 +304,6 @@ class Plan(object):
         for index in range(len(self)):
             if not self.remove[index]:
                 outcome.keep(REASONS[self.protect[index] or RETAINED])
-
-
-def _protect_recent(policy, now, last_used_ns):
-    return RECENT if policy.state == 'present' and last_used_ns > (now - policy.keep_recent) * NS else 0
 
 
 def _make_writable(fd):
@@ -490,6 +490,10 @@ def _mtime_ns(name, dir_fd):
 class _CachePruner(object):
     """What every pruner shares: the open root, the policy, the clock, the busy guard."""
 
+    # How much a unit's recorded last use may lag its real last use: keep_recent protects, and max_age removes,
+    # with that margin.  Go refreshes a build cache file's mtime only when it is an hour old.
+    USE_LAG_S = 0
+
     def __init__(self, root_fd, root, policy, now, check_mode, guard):
         self.root_fd = root_fd
         self.root = root
@@ -501,6 +505,17 @@ class _CachePruner(object):
 
     def open_rel_dir(self, rel):
         return self.boundary.open_rel_dir(self.root_fd, rel)
+
+    def recent(self, last_used_ns):
+        """RECENT when the unit may have been used within keep_recent (never with state=absent), else 0."""
+        cutoff = (self.now - self.policy.keep_recent - self.USE_LAG_S) * NS
+        return RECENT if self.policy.state == 'present' and last_used_ns > cutoff else 0
+
+    def select(self, plan, total_bytes, free_bytes, fs_size, groups=None):
+        """plan.select with this cache's use lag; records whether the size targets can be met."""
+        self.outcome.target_met = plan.select(self.policy, self.now, total_bytes, free_bytes, fs_size, groups,
+                                              self.USE_LAG_S)
+        plan.count_kept(self.outcome)
 
     def sweep_tree(self, parent_fd, name, rel):
         """state=absent: remove a directory that is no unit, counting it in cleared_other."""
@@ -524,6 +539,8 @@ class _Control(object):
 class BuildCachePruner(_CachePruner):
     """Build cache: units are entries (see _buildcache)."""
 
+    USE_LAG_S = _buildcache.MTIME_INTERVAL_S
+
     def __init__(self, root_fd, root, policy, now, check_mode, guard):
         super(BuildCachePruner, self).__init__(root_fd, root, policy, now, check_mode, guard)
         self.scan = _buildcache.BuildCacheScan(root_fd, keep_action_ids=True, boundary=self.boundary).run()
@@ -537,9 +554,8 @@ class BuildCachePruner(_CachePruner):
             for entry in entries:
                 last_used = entry.last_used_ns
                 plan.add(last_used, entry.bytes, entry.disk_bytes, UNIT if entry.alive else INCOMPLETE,
-                         UNREAD if entry.unread else _protect_recent(self.policy, self.now, last_used))
-        self.outcome.target_met = plan.select(self.policy, self.now, self.scan.bytes, free_bytes, fs_size)
-        plan.count_kept(self.outcome)
+                         UNREAD if entry.unread else self.recent(last_used))
+        self.select(plan, self.scan.bytes, free_bytes, fs_size)
         if self.check_mode and self.policy.state == 'absent':
             self.outcome.cleared_other = bool(self.scan.strays or self.scan.has_log)
         return plan
@@ -774,7 +790,7 @@ class ModuleCachePruner(_CachePruner):
             module, name = version.module, version.version
             last_used = self._last_used(version, part)
             incomplete = part == TMP or version.state == 'incomplete'
-            protect = UNREAD if version.unread else _protect_recent(policy, self.now, last_used)
+            protect = UNREAD if version.unread else self.recent(last_used)
             if part == ALL and policy.state == 'present' and not protect:
                 if policy.keeps_module(module, name):
                     protect = KEEP
@@ -792,8 +808,7 @@ class ModuleCachePruner(_CachePruner):
                 by_module.setdefault(module, []).append((name, index))
         groups = [[index for _name, index in sorted(items, key=lambda item: _semver.sort_key(item[0]), reverse=True)]
                   for items in by_module.values()]
-        self.outcome.target_met = plan.select(policy, self.now, self.scan.bytes, free_bytes, fs_size, groups)
-        plan.count_kept(self.outcome)
+        self.select(plan, self.scan.bytes, free_bytes, fs_size, groups)
         if self.check_mode and policy.state == 'absent':
             self.outcome.cleared_other = not self._is_skeleton()
         return plan
@@ -1038,9 +1053,8 @@ class FuzzCachePruner(_CachePruner):
     def plan(self, free_bytes, fs_size):
         plan = Plan()
         for _rel, _name, mtime, size, disk in self.files:
-            plan.add(mtime, size, disk, UNIT, _protect_recent(self.policy, self.now, mtime))
-        self.outcome.target_met = plan.select(self.policy, self.now, self.outcome.before_bytes, free_bytes, fs_size)
-        plan.count_kept(self.outcome)
+            plan.add(mtime, size, disk, UNIT, self.recent(mtime))
+        self.select(plan, self.outcome.before_bytes, free_bytes, fs_size)
         if self.check_mode and self.policy.state == 'absent':
             self.outcome.cleared_other = any(stat.S_ISDIR(st.st_mode) for _name, st in _fs.list_dir(self.root_fd))
         return plan

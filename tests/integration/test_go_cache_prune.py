@@ -626,16 +626,18 @@ def setup_max_age(c, g, now, rng):
     _baseline(c, now)
     aids = _unshared(c)
     rng.shuffle(aids)
-    old, mid, (p_recent, q_retained) = aids[:12], aids[12:17], aids[17:19]
+    old, mid, (p_old_a, q_retained) = aids[:12], aids[12:17], aids[17:19]
     run_entry = [aid for aid, (_p, oid) in c.actions.items() if os.path.isdir(c.outputs[oid])]
     for aid in old + run_entry:
         age_entry(c.actions, c.outputs, aid, now - 40 * DAY)
     for aid in mid:
         age_entry(c.actions, c.outputs, aid, now - 20 * DAY)
-    # last use of an entry = the newer of its -a and -d
-    age_entry(c.actions, c.outputs, p_recent, now - 40 * DAY, now - 600)
+    # Go ages every file on its own (its trim): an entry is as old as its -a.  One whose -d was used ten
+    # minutes ago but whose -a is 40 days old goes (its -d too: no kept entry names it); one whose -a is 2 days
+    # old stays with its 40-day-old -d.
+    age_entry(c.actions, c.outputs, p_old_a, now - 40 * DAY, now - 600)
     age_entry(c.actions, c.outputs, q_retained, now - 2 * DAY, now - 40 * DAY)
-    c.build_removed = set(old + run_entry)
+    c.build_removed = set(old + run_entry + [p_old_a])
     k = c.key
     for m, v in [("example.com/greet", "v1.0.0"), (goproxy.MIXED_CASE_MODULE, "v0.1.0"), TOOLCHAIN_KEY]:
         age_version(c.versions[k(m, v)], now - 40 * DAY)
@@ -647,7 +649,7 @@ def setup_max_age(c, g, now, rng):
     age_version(c.versions[k(goproxy.MIXED_CASE_MODULE, "v1.1.0-RC.1")], now - 20 * DAY)
     c.tasks = [("build", {"path": c.gocache, "kind": "build", "max_age": "30d"}),
                ("module", {"path": c.gomod, "kind": "module", "max_age": "30d"})]
-    c.kept = {"build": {"recent": 1}, "module": {"recent": 1}}
+    c.kept = {"module": {"recent": 1}}
     c.verify = "project+run"
 
 

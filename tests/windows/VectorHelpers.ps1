@@ -107,6 +107,16 @@ function New-VectorTree {
     $timed = [System.Collections.Generic.List[object]]::new()
     $dirs = [System.Collections.Generic.Dictionary[string, object]]::new([StringComparer]::OrdinalIgnoreCase)
     $encoding = [System.Text.UTF8Encoding]::new($false)
+    # The size an action line records: its output's (a -d file, or the one file of a -d directory), unless the
+    # item gives action_size (a miss in Go's eyes).
+    $outputSizes = @{}
+    foreach ($item in $Files) {
+        if (-not $item.Contains('size')) { continue }
+        $parts = $item.path.Split('/')
+        for ($i = [Math]::Max(0, $parts.Length - 2); $i -lt $parts.Length; $i++) {
+            if ($parts[$i].Length -eq 66 -and $parts[$i].EndsWith('-d')) { $outputSizes[$parts[$i].Substring(0, 64)] = $item.size }
+        }
+    }
     foreach ($item in $Files) {
         $path = Get-VectorLongPath (Join-VectorPath $Base $item.path)
         $parent = [System.IO.Path]::GetDirectoryName($path)
@@ -132,7 +142,8 @@ function New-VectorTree {
         elseif ($item.Contains('action_output')) {
             # Go's action line: "v1 <action ID> <output ID> <size %20d> <time %20d>\n", 175 bytes.
             $actionId = [System.IO.Path]::GetFileName($path).Substring(0, 64)
-            $bytes = $encoding.GetBytes(('v1 {0} {1} {2,20} {3,20}' -f $actionId, $item.action_output, 0, 0) + "`n")
+            $recorded = if ($item.Contains('action_size')) { $item.action_size } elseif ($outputSizes.Contains($item.action_output)) { $outputSizes[$item.action_output] } else { 0 }
+            $bytes = $encoding.GetBytes(('v1 {0} {1} {2,20} {3,20}' -f $actionId, $item.action_output, $recorded, 0) + "`n")
         }
         else {
             $text = [regex]::Replace($item.content, '\{now-(\w+)\}', { param ($match) [string]($Space.now - (ConvertFrom-VectorAge $match.Groups[1].Value)) })

@@ -24,15 +24,30 @@ def scan(root):
         os.close(fd)
 
 
-def test_marker(tmp_path):
+def test_marker_or_structure(tmp_path):
     root = new_build_cache(str(tmp_path / 'c'))
     fd = _fs.open_dir(root)
-    assert _buildcache.is_build_cache(fd)
-    os.close(fd)
-    os.remove(os.path.join(root, 'README'))
-    fd = _fs.open_dir(root)
-    assert not _buildcache.is_build_cache(fd)
-    os.close(fd)
+    try:
+        assert _buildcache.is_build_cache(fd)
+        # Someone deleted the README (Go writes it again on its next use): the structure still says cache.
+        os.remove(os.path.join(root, 'README'))
+        assert _buildcache.is_build_cache(fd)
+        with open(os.path.join(root, 'trim.txt'), 'w') as handle:
+            handle.write('1')
+        assert _buildcache.is_build_cache(fd)
+        # ... but not with something at the top that is not Go's, nor without all 256 entry directories.
+        os.mkdir(os.path.join(root, 'pack'))
+        assert not _buildcache.is_build_cache(fd)
+        os.rmdir(os.path.join(root, 'pack'))
+        os.rmdir(os.path.join(root, 'ff'))
+        assert not _buildcache.is_build_cache(fd)
+        # A README that is not Go's is never overruled by the structure.
+        os.mkdir(os.path.join(root, 'ff'))
+        with open(os.path.join(root, 'README'), 'w') as handle:
+            handle.write('my notes\n')
+        assert not _buildcache.is_build_cache(fd)
+    finally:
+        os.close(fd)
     facts = scan_cache(root, 'build')
     assert facts['exists'] and not facts['valid'] and facts['entries'] == 0
     assert 'not a Go build cache' in facts['errors'][0]['error']
@@ -40,52 +55,80 @@ def test_marker(tmp_path):
 
 def test_parse_action_checks_like_go():
     aid, oid = hexid(1), hexid(2)
-    line = ('v1 %s %s %20d %20d\n' % (aid, oid, 5, 6)).encode()
-    assert len(line) == _buildcache.ENTRY_SIZE
-    assert _buildcache.parse_action(line, aid.encode()) == bytes.fromhex(oid)
-    assert _buildcache.parse_action(line, hexid(3).encode()) is None  # name mismatch
-    assert _buildcache.parse_action(line[:-1], aid.encode()) is None  # short
-    assert _buildcache.parse_action(b'v2' + line[2:], aid.encode()) is None
+
+    def line(size='%20d' % 5, when='%20d' % 6, action=aid, output=oid):
+        return ('v1 %s %s %s %s\n' % (action, output, size, when)).encode()
+    assert len(line()) == _buildcache.ENTRY_SIZE
+    assert _buildcache.parse_action(line(), aid.encode()) == (bytes.fromhex(oid), 5)
+    # Go decodes hex in either case and compares the decoded action ID.
+    assert _buildcache.parse_action(line(action=aid.upper(), output=oid.upper()), aid.encode()) == \
+        (bytes.fromhex(oid), 5)
+    assert _buildcache.parse_action(line('%+20d' % 7), aid.encode()) == (bytes.fromhex(oid), 7)
+    for bad in (line(action=hexid(3)), line()[:-1], line() + b'x', b'v2' + line()[2:], line('%20d' % -1),
+                line(when='%20d' % -1), line('%-20d' % 5), line(' ' * 19 + 'x'), line(output='g' + oid[1:]),
+                line()[:153] + b'_' + line()[154:]):
+        assert _buildcache.parse_action(bad, aid.encode()) is None, bad
 
 
 def test_entries_shared_outputs_and_orphans(tmp_path):
     root = new_build_cache(str(tmp_path / 'c'))
     old, recent = NOW - 40 * DAY, NOW - DAY
     add_entry(root, 1, 1000, old)
-    # Output refreshed recently, action old: the entry was used recently.
+    # Output refreshed recently, action old: Go ages every file on its own, so the entry is old (its output
+    # stays while any kept entry names it).
     add_entry(root, 2, 2000, old, output_used=recent)
     # One -d named by two -a (two Go versions): freed only with the newer.
     shared = hexid('shared')
     add_output(root, shared, 5000, old)
-    add_action(root, hexid('go1'), shared, old)
-    add_action(root, hexid('go2'), shared, recent)
-    # Orphans: an -a whose -d is gone, a -d nobody names, a corrupt -a.
+    add_action(root, hexid('go1'), shared, old, size=5000)
+    add_action(root, hexid('go2'), shared, recent, size=5000)
+    # Dead weight: an -a whose -d is gone, a -d nobody names, a corrupt -a, an -a recording another size
+    # than its -d has (Go's GetFile: a miss), and a directory output holding two files (OutputFile: a miss).
     add_action(root, hexid('lost'), hexid('missing'), old)
     add_output(root, hexid('nobody'), 300, old)
     bad = os.path.join(root, hexid('bad')[:2], hexid('bad') + '-a')
     with open(bad, 'wb') as handle:
         handle.write(b'garbage')
+    add_output(root, hexid('sized'), 600, old)
+    add_action(root, hexid('wrongsize'), hexid('sized'), old, size=601)
+    _action, twofiles = add_entry(root, 'two', 10, recent, directory=True)
+    with open(os.path.join(root, twofiles[:2], twofiles + '-d', 'extra'), 'wb') as handle:
+        handle.write(b'x')
+    set_time(os.path.join(root, twofiles[:2], twofiles + '-d'), recent)
     # Go 1.24+ directory output.
     add_entry(root, 'exe', 4000, recent, directory=True)
     result, entries = scan(root)
     alive = [entry for entry in entries if entry.alive]
     assert len(alive) == 5
     by_action = dict((entry.action_id.hex(), entry) for entry in alive)
-    assert by_action[hexid('a2')].last_used_ns // 10 ** 9 == int(recent)
+    assert by_action[hexid('a2')].last_used_ns // 10 ** 9 == int(old)
     assert by_action[hexid('go2')].owns_output and not by_action[hexid('go1')].owns_output
     assert by_action[hexid('go1')].bytes == 175 and by_action[hexid('go2')].bytes == 175 + 5000
     assert by_action[hexid('aexe')].output_is_dir and by_action[hexid('aexe')].bytes == 175 + 4000
     dead = [entry for entry in entries if not entry.alive]
-    assert sorted((entry.action_id is None, entry.bytes) for entry in dead) == [(False, 7), (False, 175), (True, 300)]
-    # Every file counted once: 7 -a, 5 -d files (one inside the directory output), README.
-    assert result.files == 7 + 4 + 1 + 1
+    assert sorted((entry.action_id is None, entry.bytes) for entry in dead) == [
+        (False, 7), (False, 175), (False, 175), (False, 175), (True, 11), (True, 300), (True, 600)]
+    # Every file counted once: 9 -a, 8 -d files (three inside directory outputs), README.
+    assert result.files == 9 + 8 + 1
     facts = scan_cache(root, 'build', age_buckets=['7d', '30d'], now=NOW)
     assert facts['entries'] == 5
-    assert facts['orphans'] == {'actions_without_output': 2, 'outputs_without_action': 1, 'bytes': 175 + 7 + 300}
+    assert facts['orphans'] == {'actions_without_output': 4, 'outputs_without_action': 3,
+                                'bytes': 175 * 3 + 7 + 300 + 600 + 11}
     over_30d = facts['age_buckets'][1]
-    # Entries 1 and go1 are unused for 40 days; go1's shared -d belongs to go2.
-    assert (over_30d['entries'], over_30d['bytes']) == (2, 175 + 1000 + 175)
+    # Entries 1, 2 and go1 are unused for 40 days; go1's shared -d belongs to go2, entry 2's -d to entry 2.
+    assert (over_30d['entries'], over_30d['bytes']) == (3, 175 + 1000 + 175 + 2000 + 175)
     assert facts['bytes'] == sum(os.path.getsize(os.path.join(d, f)) for d, _s, fs in os.walk(root) for f in fs)
+
+
+def test_age_buckets_allow_for_gos_hourly_refresh(tmp_path):
+    """Go refreshes an mtime only when it is an hour old: an entry counts as unused for 7 days once its -a is
+    7 days and an hour old, as max_age=7d decides."""
+    root = new_build_cache(str(tmp_path / 'c'))
+    now = int(NOW)  # whole seconds: the boundary is exact
+    add_entry(root, 'edge', 10, now - 7 * DAY - 3600)
+    add_entry(root, 'past', 20, now - 7 * DAY - 3601)
+    facts = scan_cache(root, 'build', age_buckets=['7d'], now=now)
+    assert (facts['age_buckets'][0]['entries'], facts['age_buckets'][0]['bytes']) == (1, 175 + 20)
 
 
 def test_symlinks_and_foreign_dirs_not_followed(tmp_path):
@@ -141,6 +184,7 @@ def test_stat_only_scan_ages_files_on_their_own(tmp_path):
     assert (linked['entries'], fast['entries']) == (2, 3)
     assert fast['orphans'] is None and not fast['entries_linked'] and linked['entries_linked']
     assert (linked['files'], linked['bytes']) == (fast['files'], fast['bytes'])
-    # Linked: entry 2 was used a day ago through its -d.  Stat only: its -a counts as old, its -d as new.
-    assert linked['age_buckets'][0]['entries'] == 1 and linked['age_buckets'][0]['bytes'] == 1175
+    # Both age every file on its own: entry 2's -a is old although its -d was used a day ago.  Linked, the
+    # entry carries its output's bytes and the dead -a is left out; stat only, each file counts for itself.
+    assert linked['age_buckets'][0]['entries'] == 2 and linked['age_buckets'][0]['bytes'] == 1175 + 2175
     assert fast['age_buckets'][0]['entries'] == 3 and fast['age_buckets'][0]['bytes'] == 175 * 3 + 1000

@@ -14,19 +14,19 @@ from ansible_collections.gofleet.cache.plugins.module_utils import _locate, _pru
 from ansible_collections.gofleet.cache.plugins.module_utils._facts import scan_cache
 from ansible_collections.gofleet.cache.plugins.module_utils._units import OptionError
 from ansible_collections.gofleet.cache.tests.unit.plugins.module_utils.cachetree import (
-    DAY, add_action, add_entry, add_module_version, add_output, hexid, new_build_cache, snapshot)
+    DAY, add_action, add_entry, add_module_version, add_output, hexid, new_build_cache, set_time, snapshot)
 
 NOW = time.time()
 
 
-def prune(root, kind, **options):
+def prune(root, kind, now=NOW, **options):
     """Check mode, then the real run, then the same again: returns the three results."""
     policy = _prune.Policy(**options)
     before = snapshot(root)
-    preview = _prune.prune_cache(root, kind, policy, check_mode=True, now=NOW)
+    preview = _prune.prune_cache(root, kind, policy, check_mode=True, now=now)
     assert snapshot(root) == before
-    real = _prune.prune_cache(root, kind, policy, now=NOW)
-    again = _prune.prune_cache(root, kind, policy, now=NOW)
+    real = _prune.prune_cache(root, kind, policy, now=now)
+    again = _prune.prune_cache(root, kind, policy, now=now)
     for key in ('removed_entries', 'removed_bytes', 'kept'):
         assert preview[key] == real[key], key
     assert preview['sample'] == real['sample']
@@ -76,8 +76,8 @@ def test_dead_weight_and_shared_outputs(tmp_path):
     root = new_build_cache(str(tmp_path / 'c'))
     shared = hexid('shared')
     add_output(root, shared, 5000, NOW - 50 * DAY)
-    add_action(root, hexid('go1'), shared, NOW - 50 * DAY)
-    add_action(root, hexid('go2'), shared, NOW - 2 * DAY)
+    add_action(root, hexid('go1'), shared, NOW - 50 * DAY, size=5000)
+    add_action(root, hexid('go2'), shared, NOW - 2 * DAY, size=5000)
     add_action(root, hexid('lost'), hexid('missing'), NOW - 3 * DAY)
     add_output(root, hexid('nobody'), 300, NOW - 3 * DAY)
     add_output(root, hexid('fresh'), 300, NOW - 60)  # a build writes -d before -a: protected
@@ -89,6 +89,42 @@ def test_dead_weight_and_shared_outputs(tmp_path):
     # Now the newer user of the shared output ages out too: the output goes with it.
     _preview, real, _again = prune(root, 'build', max_age='1d')
     assert not os.path.exists(os.path.join(root, shared[:2], shared + '-d'))
+
+
+def test_entries_go_would_miss_are_dead_weight(tmp_path):
+    """An -a recording another size than its output's, or naming a directory output that does not hold exactly
+    one file, is a miss for Go: remove_incomplete removes it (and the output no hit names), whatever its age."""
+    root = new_build_cache(str(tmp_path / 'c'))
+    add_output(root, hexid('sized'), 600, NOW - DAY)
+    add_action(root, hexid('wrongsize'), hexid('sized'), NOW - DAY, size=601)
+    _action, output = add_entry(root, 'two', 10, NOW - DAY, directory=True)
+    with open(os.path.join(root, output[:2], output + '-d', 'extra'), 'wb') as handle:
+        handle.write(b'x')
+    set_time(os.path.join(root, output[:2], output + '-d'), NOW - DAY)
+    live, _output = add_entry(root, 'live', 30, NOW - DAY)
+    _preview, real, _again = prune(root, 'build')
+    assert real['removed_entries'] == 4 and real['kept'] == {'retained': 1}
+    assert os.listdir(os.path.join(root, live[:2])) == [live + '-a']
+
+
+def test_keep_recent_allows_for_gos_hourly_refresh(tmp_path):
+    """Go refreshes an mtime on use only when it is an hour old: an entry used a minute ago may carry a mtime of
+    59 minutes.  keep_recent=1h protects every mtime of the last two hours, and max_age=1d removes only mtimes
+    older than a day and an hour."""
+    root = new_build_cache(str(tmp_path / 'c'))
+    now = int(NOW)  # whole seconds: the boundaries are exact
+    kept, _o = add_entry(root, 'kept', 10, now - 2 * 3600 + 1)
+    gone, _o = add_entry(root, 'gone', 10, now - 2 * 3600 - 1)
+    _preview, real, _again = prune(root, 'build', now=now, max_size='0')
+    assert real['kept'] == {'recent': 1} and real['removed_entries'] == 1
+    assert os.path.exists(os.path.join(root, kept[:2], kept + '-a'))
+    assert not os.path.exists(os.path.join(root, gone[:2], gone + '-a'))
+    day_edge, _o = add_entry(root, 'edge', 10, now - DAY - 3600)
+    day_past, _o = add_entry(root, 'past', 10, now - DAY - 3601)
+    _preview, real, _again = prune(root, 'build', now=now, max_age='1d')
+    assert real['removed_entries'] == 1
+    assert os.path.exists(os.path.join(root, day_edge[:2], day_edge + '-a'))
+    assert not os.path.exists(os.path.join(root, day_past[:2], day_past + '-a'))
 
 
 def test_directory_outputs_removed(tmp_path):

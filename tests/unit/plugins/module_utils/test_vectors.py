@@ -37,7 +37,7 @@ DEFAULT_FILESYSTEM = {'size_bytes': 10 ** 12, 'free_bytes': 5 * 10 ** 11, 'atime
 POLICY_KEYS = ('state', 'remove_incomplete', 'max_age', 'keep_versions', 'max_size', 'min_free', 'keep_recent',
                'keep', 'keep_referenced', 'if_busy', 'busy_timeout')
 FILE_KINDS = ('size', 'content', 'action_output', 'dir', 'symlink', 'junction')
-FILE_KEYS = FILE_KINDS + ('path', 'age', 'atime_age', 'readonly', 'locked', 'locked_ms')
+FILE_KEYS = FILE_KINDS + ('path', 'age', 'atime_age', 'readonly', 'locked', 'locked_ms', 'action_size')
 VECTOR_KEYS = ('schema', 'name', 'description', 'covers', 'windows_only', 'linux_analogue', 'windows', 'environment',
                'cache', 'outside', 'facts', 'prune', 'go_environment', 'go_env')
 CASE_KEYS = ('policy', 'expected', 'expected_error', 'check_mode_expected', 'remaining', 'contents', 'readonly_after',
@@ -91,6 +91,17 @@ def _skip_windows_only(vector):
         pytest.skip('Windows only: %s' % vector['windows_only'])
 
 
+def output_sizes(files):
+    """{output ID: size} of the vector's build outputs: a `-d` file, or the one file of a `-d` directory."""
+    sizes = {}
+    for item in files:
+        parts = item['path'].split('/')
+        for index, part in enumerate(parts[:-1] if 'dir' in item else parts):
+            if len(part) == 66 and part.endswith('-d') and index >= len(parts) - 2 and 'size' in item:
+                sizes[part[:64]] = item['size']
+    return sizes
+
+
 class Workspace(object):
     """A vector's tree on disk: the cache root and the `outside` directory, at one instant `now`."""
 
@@ -107,6 +118,7 @@ class Workspace(object):
             with open(os.path.join(os.path.dirname(self.root), 'README'), 'w') as handle:
                 handle.write(README)
         self.locked = set()
+        self.output_sizes = output_sizes(vector['cache']['files'])
         self._make(self.root, vector['cache']['files'])
         self._make(self.outside, vector.get('outside', []))
 
@@ -122,7 +134,9 @@ class Workspace(object):
         if 'size' in item:
             return b'x' * item['size']
         if 'action_output' in item:
-            return action_line(name[:64], item['action_output'], 0)
+            # The size Go records is the output's (a hit); `action_size` records another (a miss).
+            size = item.get('action_size', self.output_sizes.get(item['action_output'], 0))
+            return action_line(name[:64], item['action_output'], size)
         if 'content' in item:
             return re.sub(r'\{now-(\w+)\}', lambda match: str(self.now - parse_duration(match.group(1), 'content')),
                           item['content']).encode('utf-8')
