@@ -86,6 +86,9 @@ options:
       - Durations (V(90m), V(12h), V(30d), V(2w)) for which to count the entries and bytes not used for longer.
         The counts are cumulative, so each bucket is what O(gofleet.cache.go_cache_prune#module:max_age) with that
         duration would consider.
+      - Build caches count an entry in a bucket only when its C(-a) file is older than the duration plus Go's
+        one-hour refresh interval (Go moves a file's modification time forward only when it is an hour old), as
+        that prune decides.
     type: list
     elements: str
     default: [7d, 30d, 90d]
@@ -96,15 +99,27 @@ options:
   link_entries:
     description:
       - Build caches. V(true) reads each C(-a) action file (175 bytes, with C(O_NOATIME)) to join it with the C(-d)
-        output it names, which gives exact entries, orphans, and age buckets equal to what a C(max_age) prune frees.
+        output it names, which gives exact entries (the ones Go would count as hits), orphans, and age buckets
+        equal to what a C(max_age) prune frees.
       - V(false) scans with C(stat) only, like C(du). Entries are counted as C(-a) files, every file is aged by its
         own modification time, and RV(ansible_facts.go_cache.caches[].orphans) is null. On a cold cache of a
         million files this is several times faster, because the reads are random I/O.
     type: bool
     default: true
 notes:
-  - Build cache entries are Go's C(-a) action files; each names a C(-d) output file, shared between Go versions. An
-    entry's last use is the newer modification time of the two (Go refreshes them at most hourly).
+  - Build cache entries are Go's C(-a) action files; each names a C(-d) output, which several entries may share
+    (one per Go version, and a third of a real cache's entries name the one empty output). Go ages every file on
+    its own, so an entry's last use is its C(-a) file's modification time, which Go moves forward on a hit only
+    when it is more than an hour old. A shared output counts with the most recently used entry naming it.
+  - An entry counts only when Go would count it as a hit (see
+    O(gofleet.cache.go_cache_prune#module:remove_incomplete)); the others are
+    RV(ansible_facts.go_cache.caches[].orphans).
+  - A build cache whose C(README) was deleted (Go writes it again on its next use) is still recognised by its 256
+    entry directories; a directory with anything else at the top is not a build cache.
+  - 'Empty settings are Go''s: an empty environment variable is as good as unset, C(go env -w GOCACHE=) means the
+    default, an empty key in the go env file hides C($GOROOT/go.env)''s value (Go does not read it then), a
+    GOMODCACHE derived from GOPATH is cleaned as Go cleans paths (GOPATH itself is not), and GOENV is empty when
+    the go env file is off, as C(go env) prints them.'
   - A module version is complete when its extracted directory and C(.ziphash) exist and no C(.partial) does, as Go
     decides. A version with only C(.info) and C(.mod) was fetched for the module graph and is reported as
     C(download_only), not as broken.
@@ -204,7 +219,9 @@ ansible_facts:
               description: Whether the directory exists.
               type: bool
             valid:
-              description: Whether the directory is a Go cache of that kind (README marker, C(cache/download) layout).
+              description:
+                - Whether the directory is a Go cache of that kind (README marker or, without a README, Go's 256
+                  entry directories; C(cache/download) layout).
               type: bool
             owner:
               description: Owner of the cache root.
@@ -232,7 +249,9 @@ ansible_facts:
               description: Number of regular files.
               type: int
             entries:
-              description: Build cache action entries whose output exists; complete module versions; fuzz corpus files.
+              description:
+                - Build cache entries Go would count as hits (the output exists with the size the C(-a) records);
+                  complete module versions; fuzz corpus files.
               type: int
             oldest_used:
               description: Last use of the least recently used entry, ISO-8601 UTC; C(oldest_used_age_s) is its age in seconds.
@@ -267,9 +286,10 @@ ansible_facts:
               type: bool
             orphans:
               description:
-                - Build caches. Dead weight Go will never use. C(actions_without_output) counts C(-a) files Go ignores
-                  (bad content, or the C(-d) they name is gone); C(outputs_without_action) counts C(-d) files no C(-a)
-                  names; C(bytes) is their size. Null when O(link_entries=false).
+                - Build caches. Dead weight Go will never use. C(actions_without_output) counts C(-a) files Go would
+                  miss (content Go does not parse, the C(-d) they name gone or of another size than recorded);
+                  C(outputs_without_action) counts C(-d) outputs no hit names; C(bytes) is their size. Null when
+                  O(link_entries=false).
               type: dict
               sample: {actions_without_output: 2, outputs_without_action: 5, bytes: 81920}
             modules:

@@ -58,9 +58,11 @@ options:
     description:
       - One cache directory to prune, for example a build cache shared by CI runners. Needs O(kind).
       - Go processes of any account make it busy.
-      - 'It must be a Go cache of that O(kind): a build cache''s C(README) starts with Go''s marker line, a module
-        cache has C(cache/download), a fuzz cache is the C(fuzz) directory of a build cache. C(/), system directories
-        and home directories are always refused.'
+      - 'It must be a Go cache of that O(kind): a build cache''s C(README) starts with Go''s marker line (without a
+        C(README), which Go writes again on its next use, the directory must hold Go''s 256 entry directories
+        C(00) to C(ff) and nothing else but Go''s own files and C(fuzz)), a module cache has C(cache/download), a
+        fuzz cache is the C(fuzz) directory of a build cache. C(/), system directories and home directories are
+        always refused.'
     type: path
   kind:
     description: What O(path) is.
@@ -69,26 +71,45 @@ options:
   state:
     description:
       - V(present) applies the retention policy.
-      - V(absent) empties each cache like C(go clean -cache), C(go clean -modcache) or C(go clean -fuzzcache), but
-        keeps the root directory with its owner and mode (and a build cache's C(README) and C(trim.txt)). Retention
-        options and protections do not apply; O(if_busy) does.
+      - V(absent) empties each cache like C(go clean -cache), C(go clean -modcache) or C(go clean -fuzzcache).
+        Retention options and protections do not apply; O(if_busy) does.
+      - 'Where it differs from C(go clean): it removes unit by unit (a build entry, a module version under its
+        C(.lock), a corpus file), so a unit Go holds or that could not be read whole stays and is reported in
+        RV(kept); it waits for running builds (O(if_busy)), which C(go clean) does not, and never crosses a mount
+        point or follows a link.'
+      - 'C(go clean -cache) removes the 256 entry directories and C(log.txt); V(absent) with V(build) removes every
+        entry, what else is in those directories, and C(log.txt), and keeps the directories themselves. Both keep
+        the root, C(README), C(trim.txt), C(testexpire.txt) and C(fuzz/).'
+      - 'C(go clean -modcache) makes every directory writable and removes the whole module cache, root included;
+        V(absent) with V(module) keeps the root with its owner and mode and an empty C(cache/download), so the
+        directory stays recognisably a module cache.'
+      - C(go clean -fuzzcache) removes the C(fuzz) directory; V(absent) with V(fuzz) empties it and keeps it.
     type: str
     choices: [present, absent]
     default: present
   remove_incomplete:
     description:
-      - Remove dead weight that Go never uses, that is build cache action files Go ignores or whose output is gone, outputs no
-        action names, and broken or partial module downloads (a C(.partial) file, an extracted tree or zip without
-        C(.ziphash), leftover temporary files). A module version with only C(.info) and C(.mod) is complete for
-        the module graph and is never treated as incomplete.
+      - Remove dead weight that Go never uses, that is build cache entries Go would count as a miss, outputs no
+        other entry names, and broken or partial module downloads (a C(.partial) file, an extracted tree or zip
+        without C(.ziphash), leftover temporary files). A module version with only C(.info) and C(.mod) is
+        complete for the module graph and is never treated as incomplete.
+      - 'Go counts a build entry as a hit when its C(-a) file reads as Go reads it (175 bytes, C(v1), hexadecimal
+        IDs, its own action ID, size and time fields that are non-negative integers) and the output it names exists
+        with the size the C(-a) records; an executable output is a directory holding exactly one file of that
+        size. Any other entry is a miss: Go rebuilds and overwrites it, so it is dead weight.'
     type: bool
     default: true
   max_age:
     description:
       - Remove units not used for longer than this duration (V(90m), V(12h), V(30d), V(2w)).
-      - A build entry's last use is the newer modification time of its files (Go refreshes them at most hourly).
-        A module version's is the access time of its C(.ziphash), C(.mod) and C(.info) on mounts that update access
-        times, else its download time (on C(noatime) mounts O(max_age) of the module cache means download age).
+      - 'Build cache: Go ages every file on its own. An entry''s last use is its C(-a) file''s modification time,
+        which Go moves forward on a hit only when it is more than an hour old, so it may lag the last use by up to
+        an hour. O(max_age) therefore removes only entries older than the duration plus that hour, as Go''s own
+        trim removes what is older than 5 days plus the hour: V(5d) removes the entries Go''s trim removes. An
+        output goes once no kept entry names it.'
+      - A module version's last use is the access time of its C(.ziphash), C(.mod) and C(.info) on mounts that
+        update access times, else its download time (on C(noatime) mounts O(max_age) of the module cache means
+        download age).
     type: str
   keep_versions:
     description: Module caches. Keep only the N newest versions (Go's semantic version order) of every module.
@@ -105,8 +126,12 @@ options:
     type: str
   keep_recent:
     description:
-      - Never remove a unit used within this duration. It protects what running builds use; below Go's own one-hour
-        refresh granularity it gives no such protection.
+      - Never remove a unit that may have been used within this duration. It protects what running and recent
+        builds use.
+      - 'Build cache: an entry a build hit a minute ago can carry a modification time 59 minutes old (Go refreshes
+        it only when it is an hour old), so the protection covers this duration plus that hour: the default V(1h)
+        keeps every entry whose C(-a) file is less than two hours old, which includes everything a build in the
+        last hour used.'
     type: str
     default: 1h
   keep:
