@@ -10,7 +10,7 @@ removes any `-a` or `-d` unused for 5 days and an hour), so an entry's last
 use is its `-a`'s own mtime, which Go refreshes on every hit older than an
 hour (MTIME_INTERVAL_S: a mtime may lag the last use by up to an hour).  One
 `-d` may be named by several `-a` (one per Go version that built it, and
-the empty output is named by a third of a real cache's entries); it is freed
+the empty output is named by a third or more of a real cache's entries); it is freed
 only with the last entry naming it, so its bytes are attributed to the most
 recently used of them.  An output no kept entry names is freed with it; one a
 kept entry names always stays, whatever its own age (Go would trim it and
@@ -45,13 +45,16 @@ TRIM_NAME = 'trim.txt'
 TESTEXPIRE_NAME = 'testexpire.txt'
 LOG_NAME = 'log.txt'  # legacy; go clean -cache removes it
 FUZZ_DIR = 'fuzz'
-# Top-level names of a Go build cache besides the 256 entry directories (cache.go, default.go, test.go).
+# Top-level names of a Go build cache besides the 256 entry directories (cache.go, default.go, clean.go).
 TOP_LEVEL_FILES = frozenset((README_NAME, TRIM_NAME, TESTEXPIRE_NAME, LOG_NAME))
 ENTRY_SIZE = 175  # len("v1 %x %x %20d %20d\n") with 32-byte IDs
 HEX_DIRS = ['%02x' % i for i in range(256)]
-# Go refreshes a file's mtime on use only when it is older than this (cache.go mtimeInterval).
+# Go refreshes a file's mtime on use only once it is at least this old (cache.go mtimeInterval).
 MTIME_INTERVAL_S = 3600
 _HEX_DIGITS = frozenset(b'0123456789abcdefABCDEF')
+# The output of an action that wrote nothing (sha256 of no bytes): Go's GetBytes counts an entry naming it with
+# size 0 as a hit even when the -d file is gone (it hashes the nil it read), so such an entry is never dead.
+EMPTY_OUTPUT_ID = bytes.fromhex('e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855')
 _INT64_MAX = 2 ** 63 - 1
 
 # Packed records, one per file.  Prune keeps whole IDs (it needs the file
@@ -62,9 +65,10 @@ ACTION_FULL = struct.Struct('<32s32sqIIBq')
 ACTION_COMPACT = struct.Struct('<0s16sqIIBq')
 ACTION_DEAD, ACTION_VALID, ACTION_UNREAD = 0, 1, 2
 # Fields: output ID, mtime ns, size, allocated bytes, files (>1 for Go 1.24+ directory outputs), flags (OUTPUT_*).
+# OUTPUT_ONE_FILE: a directory output whose only entry is a regular file, the shape Go's OutputFile accepts.
 OUTPUT_FULL = struct.Struct('<32sqqqIB')
 OUTPUT_COMPACT = struct.Struct('<16sqqqIB')
-OUTPUT_DIR, OUTPUT_UNREAD = 1, 2
+OUTPUT_DIR, OUTPUT_UNREAD, OUTPUT_ONE_FILE = 1, 2, 4
 # Stat-only scans (link=False) keep per file: mtime ns, size, is an action file.
 FILE_RECORD = struct.Struct('<qq?')
 _NO_ID = b'\0' * 32
@@ -74,12 +78,14 @@ _U32 = 0xFFFFFFFF
 
 def is_build_cache(root_fd):
     """True for a Go build cache: its README starts with Go's marker line, or, when the README is gone
-    (Go writes it again on its next use), the directory has Go's structure (has_cache_structure)."""
+    (Go writes it again on its next use) or lacks the marker, the directory has Go's structure
+    (has_cache_structure)."""
     try:
         head = _fs.read_small_file(README_NAME, root_fd, len(README_MARKER) + 2)
     except OSError:
         return has_cache_structure(root_fd)
-    return head.startswith(README_MARKER)
+    # A README without the marker (cut short when Go wrote it, which it never redoes) is judged as a missing one.
+    return head.startswith(README_MARKER) or has_cache_structure(root_fd)
 
 
 def has_cache_structure(root_fd):
@@ -317,6 +323,25 @@ class BuildCacheScan(_Tally):
             return None
         return totals
 
+    def _dir_output_shape(self, name, rel, dir_fd):
+        """OUTPUT_ONE_FILE when a -d directory's only entry is a regular file, as Go's OutputFile requires
+        (anything else there, or a file one level down, is a miss); OUTPUT_UNREAD when its only entry is a
+        symbolic link, which Go follows and the scan never does, so whether it is a hit is unknown."""
+        try:
+            fd = self.boundary.open_dir(name, dir_fd, rel)
+        except OSError:
+            return OUTPUT_UNREAD
+        try:
+            listing = _fs.list_dir(fd)
+        except OSError:
+            return OUTPUT_UNREAD
+        finally:
+            os.close(fd)
+        if len(listing) != 1:
+            return 0
+        mode = listing[0][1].st_mode
+        return OUTPUT_ONE_FILE if stat.S_ISREG(mode) else OUTPUT_UNREAD if stat.S_ISLNK(mode) else 0
+
     def _scan_entry_dir(self, dirname):
         """One of the 256 directories, into a _Tally of its own (runs in a worker thread)."""
         part = _Tally()
@@ -396,7 +421,8 @@ class BuildCacheScan(_Tally):
                 elif entry_id is not None:
                     # Go 1.24+: a -d directory holding one executable (go run, go tool).
                     outputs_here += pack_output(entry_id, st.st_mtime_ns, size, disk, files,
-                                                OUTPUT_DIR | (0 if complete else OUTPUT_UNREAD))
+                                                OUTPUT_DIR | (self._dir_output_shape(name, rel, dir_fd)
+                                                              if complete else OUTPUT_UNREAD))
                 else:
                     part.strays += 1
                     part.other_files += files
@@ -424,11 +450,11 @@ class BuildCacheScan(_Tally):
         for bucket in range(256):
             outputs = {}
             for output_id, mtime, size, disk, files, flags in self.output_record.iter_unpack(self.outputs[bucket]):
-                outputs[output_id] = (mtime, size, disk, files, bool(flags & OUTPUT_DIR), bool(flags & OUTPUT_UNREAD))
+                outputs[output_id] = (mtime, size, disk, files, flags)
             actions = list(self.action_record.iter_unpack(self.actions[bucket]))
             # Outputs of this bucket that could not be listed: an entry naming one may be alive.
             outputs_unread = HEX_DIRS[bucket] in self.unread_dirs
-            hits = [_hit(state, outputs.get(output_id), recorded)
+            hits = [_hit(state, outputs.get(output_id), recorded, output_id)
                     for _aid, output_id, _mtime, _size, _disk, state, recorded in actions]
             # Which alive entry owns each shared output: the most recently used (its own -a's mtime).
             owner = {}
@@ -449,26 +475,35 @@ class BuildCacheScan(_Tally):
                     entries.append(Entry(action_id, output_id if valid else None, a_mtime, 0, a_size, 0, a_disk, 1,
                                          False, False, False, unread))
                     continue
-                owns = owner[output_id][1] == index
-                entries.append(Entry(action_id, output_id, a_mtime, out[0], a_size, out[1],
-                                     a_disk + (out[2] if owns else 0), 1 + (out[3] if owns else 0), out[4], owns,
-                                     True, out[5]))
-            for output_id, out in outputs.items():
+                # A missing empty output (see _hit) is no file to free.
+                owns = owner[output_id][1] == index and out is not _MISSING_EMPTY_OUTPUT
+                mtime, size, disk, files, flags = out
+                entries.append(Entry(action_id, output_id, a_mtime, mtime, a_size, size,
+                                     a_disk + (disk if owns else 0), 1 + (files if owns else 0),
+                                     bool(flags & OUTPUT_DIR), owns, True, bool(flags & OUTPUT_UNREAD)))
+            for output_id, (mtime, size, disk, files, flags) in outputs.items():
                 if output_id not in owner:
-                    entries.append(Entry(None, output_id, 0, out[0], 0, out[1], out[2], out[3], out[4], True, False,
-                                         out[5]))
+                    entries.append(Entry(None, output_id, 0, mtime, 0, size, disk, files, bool(flags & OUTPUT_DIR),
+                                         True, False, bool(flags & OUTPUT_UNREAD)))
             yield entries
 
 
-def _hit(state, out, recorded):
-    """The output record when Go would count the entry as a hit (GetFile, OutputFile), else None.
+# The output record of an entry naming the empty output that is not on disk (mtime, size, disk, files, flags).
+_MISSING_EMPTY_OUTPUT = (0, 0, 0, 0, 0)
+
+
+def _hit(state, out, recorded, output_id):
+    """The output record when Go would count the entry as a hit (GetFile, OutputFile, GetBytes), else None.
 
     An output that could not be read whole is taken as a hit: whether it is
     one is unknown, and the entry is then marked unread and kept.
     """
-    if state != ACTION_VALID or out is None:
+    if state != ACTION_VALID:
         return None
-    _mtime, size, _disk, files, is_dir, unread = out
-    if unread or size == recorded and (files == 1 or not is_dir):
+    if out is None:
+        # Compact records (facts) keep a prefix of each output ID.
+        return _MISSING_EMPTY_OUTPUT if recorded == 0 and output_id == EMPTY_OUTPUT_ID[:len(output_id)] else None
+    _mtime, size, _disk, _files, flags = out
+    if flags & OUTPUT_UNREAD or size == recorded and (flags & OUTPUT_ONE_FILE or not flags & OUTPUT_DIR):
         return out
     return None

@@ -140,10 +140,22 @@ def read_fd(fd, limit, name=None):
 
 
 def read_small_file(name, dir_fd, limit=4096):
-    """The first `limit` bytes of a regular file below dir_fd (see open_file)."""
+    """The first `limit` bytes of a regular file below dir_fd (see open_file).
+
+    Reads until `limit` or the end, as Go's io.ReadFull does: a network or FUSE file system may return less
+    than asked for, and a short read must not make a whole file look cut.
+    """
     fd = open_file(name, dir_fd)
     try:
-        return os.read(fd, limit)
+        chunks = []
+        size = 0
+        while size < limit:
+            chunk = os.read(fd, limit - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        return b''.join(chunks)
     finally:
         os.close(fd)
 

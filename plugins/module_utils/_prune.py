@@ -267,8 +267,10 @@ class Plan(object):
                     self.remove[index] = 1
         if policy.max_age is not None:
             cutoff = (now - policy.max_age - lag_s) * NS
+            # Dead weight ages too (Go's trim removes an old -a it would miss like any other), so that max_age
+            # alone, without remove_incomplete, still removes what Go's trim removes.
             for index in range(count):
-                if self.unit_class[index] == UNIT and self.last_used[index] < cutoff and self.removable(index):
+                if self.last_used[index] < cutoff and self.removable(index):
                     self.remove[index] = 1
         if policy.keep_versions is not None and groups:
             for indexes in groups:

@@ -41,11 +41,17 @@ def test_marker_or_structure(tmp_path):
         os.rmdir(os.path.join(root, 'pack'))
         os.rmdir(os.path.join(root, 'ff'))
         assert not _buildcache.is_build_cache(fd)
-        # A README that is not Go's is never overruled by the structure.
-        os.mkdir(os.path.join(root, 'ff'))
+        # A README without the marker (Go's write of it cut short; Go never writes it again) counts as a missing
+        # one: the structure decides.
         with open(os.path.join(root, 'README'), 'w') as handle:
-            handle.write('my notes\n')
+            handle.write('This directory holds')
         assert not _buildcache.is_build_cache(fd)
+        os.mkdir(os.path.join(root, 'ff'))
+        assert _buildcache.is_build_cache(fd)
+        os.mkdir(os.path.join(root, 'info'))
+        assert not _buildcache.is_build_cache(fd)
+        os.rmdir(os.path.join(root, 'info'))
+        os.rmdir(os.path.join(root, 'ff'))
     finally:
         os.close(fd)
     facts = scan_cache(root, 'build')
@@ -118,6 +124,37 @@ def test_entries_shared_outputs_and_orphans(tmp_path):
     # Entries 1, 2 and go1 are unused for 40 days; go1's shared -d belongs to go2, entry 2's -d to entry 2.
     assert (over_30d['entries'], over_30d['bytes']) == (3, 175 + 1000 + 175 + 2000 + 175)
     assert facts['bytes'] == sum(os.path.getsize(os.path.join(d, f)) for d, _s, fs in os.walk(root) for f in fs)
+
+
+def test_go_hit_rules_for_the_empty_output_and_directory_outputs(tmp_path):
+    """Go's GetBytes counts an entry naming the empty output (size 0) as a hit though its -d is gone; OutputFile
+    wants a directory output's only entry to be a regular file, and follows a link there (the scan never does)."""
+    root = new_build_cache(str(tmp_path / 'c'))
+    used = NOW - DAY
+    empty = _buildcache.EMPTY_OUTPUT_ID.hex()
+    add_action(root, hexid('empty-gone'), empty, used)                   # hit (GetBytes), nothing to free
+    add_action(root, hexid('empty-sized'), empty, used, size=3)          # size 3 recorded: a miss
+    _a, subdir = add_entry(root, 'subdir', 10, used, directory=True)     # one file and an empty directory
+    os.mkdir(os.path.join(root, subdir[:2], subdir + '-d', 'sub'))
+    nested = hexid('nested')                                             # its only file one level down
+    os.makedirs(os.path.join(root, nested[:2], nested + '-d', 'sub'))
+    with open(os.path.join(root, nested[:2], nested + '-d', 'sub', 'prog'), 'wb') as handle:
+        handle.write(b'x' * 10)
+    add_action(root, hexid('nested-a'), nested, used, size=10)
+    linked = hexid('linked')                                             # its only entry a symbolic link
+    os.mkdir(os.path.join(root, linked[:2], linked + '-d'))
+    os.symlink('/etc/hostname', os.path.join(root, linked[:2], linked + '-d', 'prog'))
+    add_action(root, hexid('linked-a'), linked, used, size=10)
+    _result, entries = scan(root)
+    by_action = dict((entry.action_id.hex(), entry) for entry in entries if entry.action_id is not None)
+    gone = by_action[hexid('empty-gone')]
+    assert gone.alive and not gone.owns_output and gone.bytes == 175
+    assert not by_action[hexid('empty-sized')].alive
+    assert not by_action[hexid('asubdir')].alive and not by_action[hexid('nested-a')].alive
+    assert by_action[hexid('linked-a')].unread, "whether Go hits it depends on the link target: kept, unknown"
+    facts = scan_cache(root, 'build', now=NOW)
+    assert facts['entries'] == 2
+    assert facts['orphans']['actions_without_output'] == 3
 
 
 def test_age_buckets_allow_for_gos_hourly_refresh(tmp_path):

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from ansible_collections.gofleet.cache.plugins.module_utils import _locate, _prune, _semver
+from ansible_collections.gofleet.cache.plugins.module_utils import _buildcache, _locate, _prune, _semver
 from ansible_collections.gofleet.cache.plugins.module_utils._facts import scan_cache
 from ansible_collections.gofleet.cache.plugins.module_utils._units import OptionError
 from ansible_collections.gofleet.cache.tests.unit.plugins.module_utils.cachetree import (
@@ -105,6 +105,25 @@ def test_entries_go_would_miss_are_dead_weight(tmp_path):
     _preview, real, _again = prune(root, 'build')
     assert real['removed_entries'] == 4 and real['kept'] == {'retained': 1}
     assert os.listdir(os.path.join(root, live[:2])) == [live + '-a']
+
+
+def test_max_age_alone_ages_dead_weight_like_gos_trim(tmp_path):
+    """Without remove_incomplete, max_age still removes old dead weight (Go's trim removes an old -a it would
+    miss, and an old output nobody names, like any other file) and keeps young dead weight (as Go does)."""
+    root = new_build_cache(str(tmp_path / 'c'))
+    add_action(root, hexid('dead-old'), hexid('gone'), NOW - 10 * DAY)
+    add_action(root, hexid('dead-new'), hexid('gone'), NOW - DAY)
+    add_output(root, hexid('orphan-old'), 300, NOW - 10 * DAY)
+    add_output(root, hexid('orphan-new'), 300, NOW - DAY)
+    add_action(root, hexid('empty'), _buildcache.EMPTY_OUTPUT_ID.hex(), NOW - DAY)  # a GetBytes hit: no dead weight
+    _preview, real, _again = prune(root, 'build', max_age='5d', remove_incomplete=False)
+    assert real['removed_entries'] == 2 and real['kept'] == {'retained': 3}
+    left = sorted(name for hexdir in os.listdir(root) if len(hexdir) == 2
+                  for name in os.listdir(os.path.join(root, hexdir)))
+    assert left == sorted([hexid('dead-new') + '-a', hexid('orphan-new') + '-d', hexid('empty') + '-a'])
+    # remove_incomplete then removes the young dead weight, and still keeps the empty-output hit.
+    _preview, real, _again = prune(root, 'build')
+    assert real['removed_entries'] == 2 and real['kept'] == {'retained': 1}
 
 
 def test_keep_recent_allows_for_gos_hourly_refresh(tmp_path):
