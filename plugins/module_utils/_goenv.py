@@ -286,7 +286,7 @@ def goenv_file(env):
     config, error = _xdg_dir(env, 'XDG_CONFIG_HOME', '.config')
     if config is None:
         return None, 'default', error
-    return os.path.join(config, 'go', 'env'), 'default', None
+    return go_clean(os.path.join(config, 'go', 'env')), 'default', None
 
 
 def goroot_of(go_binary):
@@ -352,7 +352,8 @@ class Setting(object):
 class GoEnvironment(object):
     """Go's view of one account: settings for CACHE_VARS plus the cache locations."""
 
-    def __init__(self, env, goroot=None):
+    def __init__(self, env, goroot=None, isabs=os.path.isabs):
+        """`isabs`: the platform's absolute-path rule (ntpath.isabs for the shared vectors' Windows paths)."""
         self.errors = []
         self.goenv_path, goenv_source, error = goenv_file(env)
         if error:
@@ -364,7 +365,9 @@ class GoEnvironment(object):
             except OSError as exc:
                 self.errors.append('GOENV: cannot read %s: %s' % (self.goenv_path, exc.strerror))
         goroot_values = {}
-        self.goroot = env.get('GOROOT') or goroot
+        # Go's findGOROOT: the go env file's GOROOT, then the environment's, then the binary's.
+        found_goroot = file_values.get('GOROOT') or env.get('GOROOT') or goroot
+        self.goroot = go_clean(found_goroot) if found_goroot else None
         if self.goroot:
             try:
                 goroot_values = parse_env_file(_fs.read_text_file(os.path.join(self.goroot, 'go.env')))
@@ -381,13 +384,21 @@ class GoEnvironment(object):
 
         # `go env GOENV` prints the file Go reads, "" when there is none (GOENV=off).
         settings = {'GOENV': Setting('GOENV', [(goenv_source, self.goenv_path or '')])}
+        # Go's cache.DefaultDir: no default directory, or a relative GOCACHE, means the cache is off.
         cache_default, cache_error = _xdg_dir(env, 'XDG_CACHE_HOME', '.cache')
-        settings['GOCACHE'] = Setting('GOCACHE', candidates('GOCACHE'),
-                                      os.path.join(cache_default, 'go-build') if cache_default else '')
-        if cache_error and settings['GOCACHE'].source == 'default':
+        gocache = Setting('GOCACHE', candidates('GOCACHE'),
+                          go_clean(os.path.join(cache_default, 'go-build')) if cache_default else 'off')
+        if cache_error and gocache.source == 'default':
             self.errors.append('GOCACHE: %s' % cache_error)
+        elif gocache.value != 'off' and not isabs(gocache.value):
+            self.errors.append('GOCACHE: %r is not an absolute path, so Go does not use a cache' % gocache.value)
+            gocache.value = 'off'
+        settings['GOCACHE'] = gocache
         home = env.get('HOME', '')
-        settings['GOPATH'] = Setting('GOPATH', candidates('GOPATH'), os.path.join(home, 'go') if home else '')
+        default_gopath = go_clean(os.path.join(home, 'go')) if home else ''
+        if env.get('GOROOT') and default_gopath == go_clean(env['GOROOT']):
+            default_gopath = ''  # go/build's defaultGOPATH: never GOROOT
+        settings['GOPATH'] = Setting('GOPATH', candidates('GOPATH'), default_gopath)
         gopath = settings['GOPATH']
         first_gopath = gopath.value.split(os.pathsep)[0] if gopath.value else ''
         modcache = Setting('GOMODCACHE', candidates('GOMODCACHE'))

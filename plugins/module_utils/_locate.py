@@ -272,7 +272,9 @@ def location_problem(location):
     path = location['path']
     if not path:
         return '%s is unset' % location['var']
-    if path == 'off' or not os.path.isabs(path):
+    if path == 'off':
+        return '%s is off: Go uses no cache there' % location['var']
+    if not os.path.isabs(path):
         return '%s is not an absolute path: %r' % (location['var'], path)
     return None
 

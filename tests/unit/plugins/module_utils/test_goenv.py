@@ -87,10 +87,41 @@ def test_defaults_follow_xdg_and_gopath(tmp_path):
     assert plain['GOENV'].value == '/home/u/.config/go/env'
 
 
-def test_no_home_means_no_module_cache():
+def test_no_home_means_no_module_cache_and_no_build_cache():
     goenv = GoEnvironment({})
     assert goenv.settings['GOMODCACHE'].value == ''
+    assert goenv.settings['GOCACHE'].value == 'off'  # cache.DefaultDir without a default directory
     assert any(error.startswith('GOCACHE') for error in goenv.errors)
+
+
+def test_relative_gocache_is_off_and_defaults_are_cleaned():
+    """cache.DefaultDir turns a relative GOCACHE into off; Go joins its defaults with filepath.Join, which
+    cleans them; compared with the real go env in tests/integration/test_go_peer.py."""
+    goenv = GoEnvironment({'HOME': '//srv/./home//u/', 'GOCACHE': 'rel/cache', 'GOENV': ''})
+    s = goenv.settings
+    assert (s['GOCACHE'].value, s['GOCACHE'].source) == ('off', 'env')
+    assert any('not an absolute path' in error for error in goenv.errors)
+    assert s['GOPATH'].value == '/srv/home/u/go'
+    assert s['GOMODCACHE'].value == '/srv/home/u/go/pkg/mod'
+    assert s['GOENV'].value == '/srv/home/u/.config/go/env'
+    assert GoEnvironment({'HOME': '/h', 'XDG_CACHE_HOME': '/x//c/'}).settings['GOCACHE'].value == '/x/c/go-build'
+
+
+def test_gopath_default_is_never_goroot(tmp_path):
+    """go/build's defaultGOPATH: $HOME/go is no default when it is the GOROOT (Go installed in ~/go)."""
+    s = GoEnvironment({'HOME': '/home/u', 'GOROOT': '/home/u/go/', 'GOENV': 'off'}).settings
+    assert s['GOPATH'].value == '' and s['GOMODCACHE'].value == ''
+
+
+def test_go_env_file_goroot_chooses_the_go_env_read(tmp_path):
+    """findGOROOT takes the go env file's GOROOT before the environment's: its go.env is the one Go reads."""
+    home, chosen, other = str(tmp_path / 'home'), str(tmp_path / 'chosen'), str(tmp_path / 'other')
+    write(home + '/.config/go/env', 'GOROOT=%s\n' % chosen)
+    write(chosen + '/go.env', 'GOPROXY=https://chosen.example\n')
+    write(other + '/go.env', 'GOPROXY=https://other.example\n')
+    goenv = GoEnvironment({'HOME': home, 'GOROOT': other}, other)
+    assert goenv.goroot == chosen
+    assert goenv.settings['GOPROXY'].value == 'https://chosen.example'
 
 
 def test_go_env_json_overrules_and_reports():
