@@ -48,6 +48,9 @@ $script:BuildReadmeMarker = 'This directory holds cached build artifacts from th
 $script:FuzzDirName = 'fuzz'
 $script:TrimFileName = 'trim.txt'
 $script:ActionFileSize = 175   # len("v1 %x %x %20d %20d\n") with 32-byte IDs
+# The output of an action that wrote nothing (sha256 of no bytes): Go's GetBytes counts an entry naming it with
+# size 0 as a hit even when the -d file is gone, so such an entry is never dead.
+$script:EmptyOutputId = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855'
 # Go refreshes a build cache file's mtime on use only when it is an hour old (cache.go mtimeInterval): a last use
 # may be up to this much after the mtime, so keep_recent, max_age and age buckets allow for it.
 $script:BuildUseLagSeconds = 3600
@@ -881,6 +884,30 @@ function ConvertTo-GoSettingResult {
     $result
 }
 
+function Read-GoEnvFileBytes {
+    # A go env file as Go's os.ReadFile reads it: bytes as UTF-8, no byte-order mark removed and no UTF-16
+    # decoded (Go ignores a first line that starts with a BOM, and finds no key in a UTF-16 file).
+    param ([string]$Path)
+    [Text.UTF8Encoding]::new($false).GetString([File]::ReadAllBytes($Path))
+}
+
+function Get-GoCleanPath {
+    # filepath.Clean on Windows for an absolute path (Go joins its defaults and GOPATH\pkg\mod with it):
+    # separators made \, doubled ones, . and .. removed, no trailing separator but at the root.
+    param ([string]$Path)
+    if ($Path -cnotmatch '^([A-Za-z]:[\\/]|[\\/]{2}[^\\/])') { return $Path }
+    try {
+        $clean = [Path]::GetFullPath($Path)
+    }
+    catch {
+        return $Path   # characters .NET refuses in paths: left as Go would hand them to the system
+    }
+    if ($clean.Length -gt 3 -and $clean.EndsWith('\') -and $clean -cnotmatch '^\\\\[^\\]+\\[^\\]+\\$') {
+        $clean = $clean.TrimEnd('\')
+    }
+    $clean
+}
+
 function Get-GoEnvironment {
     <#
     .SYNOPSIS
@@ -905,15 +932,15 @@ function Get-GoEnvironment {
     $goenvSource = 'default'
     if (& $get 'GOENV') {
         $goenvSource = 'env'
-        if ($Environment['GOENV'] -ne 'off') { $goenvPath = $Environment['GOENV'] }
+        if ($Environment['GOENV'] -cne 'off') { $goenvPath = $Environment['GOENV'] }
     }
-    elseif (& $get 'APPDATA') { $goenvPath = [Path]::Combine($Environment['APPDATA'], 'go', 'env') }
+    elseif (& $get 'APPDATA') { $goenvPath = Get-GoCleanPath ([Path]::Combine($Environment['APPDATA'], 'go', 'env')) }
     else { $errors.Add('GOENV: %AppData% is not defined') }
 
     if ($null -eq $GoEnvFileText -and $goenvPath) {
         try {
             if ([File]::Exists((Get-GoLongPath $goenvPath))) {
-                $GoEnvFileText = [File]::ReadAllText((Get-GoLongPath $goenvPath), [Text.UTF8Encoding]::new($false))
+                $GoEnvFileText = Read-GoEnvFileBytes (Get-GoLongPath $goenvPath)
             }
         }
         catch {
@@ -921,10 +948,11 @@ function Get-GoEnvironment {
         }
     }
     $fileValues = ConvertFrom-GoEnvFile $GoEnvFileText
-    $goroot = if (& $get 'GOROOT') { $Environment['GOROOT'] } else { $GoRoot }
+    # Go's findGOROOT: the go env file's GOROOT, then the environment's, then the binary's.
+    $goroot = if ($fileValues['GOROOT']) { $fileValues['GOROOT'] } elseif (& $get 'GOROOT') { $Environment['GOROOT'] } else { $GoRoot }
     if ($null -eq $GoRootEnvText -and $goroot) {
         $gorootEnv = [Path]::Combine($goroot, 'go.env')
-        if ([File]::Exists($gorootEnv)) { $GoRootEnvText = [File]::ReadAllText($gorootEnv) }
+        if ([File]::Exists($gorootEnv)) { $GoRootEnvText = Read-GoEnvFileBytes $gorootEnv }
     }
     $gorootValues = ConvertFrom-GoEnvFile $GoRootEnvText
 
@@ -942,18 +970,27 @@ function Get-GoEnvironment {
     $settings = @{}
     # go env GOENV prints the file Go reads, "" when there is none (GOENV=off).
     $settings['GOENV'] = New-GoSetting 'GOENV' @(New-GoCandidate $goenvSource $(if ($goenvPath) { $goenvPath } else { '' }))
-    $cacheDefault = if (& $get 'LOCALAPPDATA') { [Path]::Combine($Environment['LOCALAPPDATA'], 'go-build') } else { '' }
-    $settings['GOCACHE'] = New-GoSetting 'GOCACHE' @(& $candidates 'GOCACHE') $cacheDefault
-    if (-not $cacheDefault -and $settings['GOCACHE'].source -eq 'default') { $errors.Add('GOCACHE: %LocalAppData% is not defined') }
-    $pathDefault = if (& $get 'USERPROFILE') { [Path]::Combine($Environment['USERPROFILE'], 'go') } else { '' }
+    # Go's cache.DefaultDir: no default directory, or a relative GOCACHE, means the cache is off.
+    $cacheDefault = if (& $get 'LOCALAPPDATA') { Get-GoCleanPath ([Path]::Combine($Environment['LOCALAPPDATA'], 'go-build')) } else { 'off' }
+    $gocache = New-GoSetting 'GOCACHE' @(& $candidates 'GOCACHE') $cacheDefault
+    if ($cacheDefault -ceq 'off' -and $gocache.source -eq 'default') { $errors.Add('GOCACHE: %LocalAppData% is not defined') }
+    elseif ($gocache.value -cne 'off' -and -not (Test-GoAbsolutePath $gocache.value)) {
+        $errors.Add("GOCACHE: '$($gocache.value)' is not an absolute path, so Go does not use a cache")
+        $gocache.value = 'off'
+    }
+    $settings['GOCACHE'] = $gocache
+    $pathDefault = if (& $get 'USERPROFILE') { Get-GoCleanPath ([Path]::Combine($Environment['USERPROFILE'], 'go')) } else { '' }
+    if ($pathDefault -and (& $get 'GOROOT') -and $pathDefault -ceq (Get-GoCleanPath $Environment['GOROOT'])) {
+        $pathDefault = ''   # go/build's defaultGOPATH: never GOROOT
+    }
     $settings['GOPATH'] = New-GoSetting 'GOPATH' @(& $candidates 'GOPATH') $pathDefault
     $gopath = $settings['GOPATH']
     $firstGopath = if ($gopath.value) { $gopath.value.Split(';')[0] } else { '' }
     $modcache = New-GoSetting 'GOMODCACHE' @(& $candidates 'GOMODCACHE')
     if (-not $modcache.value) {
         # Derived: the first GOPATH entry + \pkg\mod, with GOPATH's provenance.
-        $derived = if ($firstGopath) { [Path]::Combine($firstGopath, 'pkg', 'mod') } else { '' }
-        $modcache = New-GoSetting 'GOMODCACHE' @(New-GoCandidate $gopath.source $derived) 'GOPATH'
+        $derived = if ($firstGopath) { Get-GoCleanPath ([Path]::Combine($firstGopath, 'pkg', 'mod')) } else { '' }
+        $modcache = New-GoSetting 'GOMODCACHE' @(New-GoCandidate $gopath.source $derived) -DerivedFrom 'GOPATH'
     }
     $settings['GOMODCACHE'] = $modcache
     foreach ($name in 'GOPROXY', 'GOSUMDB', 'GOPRIVATE', 'GOFLAGS', 'GOTOOLCHAIN') {
@@ -962,7 +999,7 @@ function Get-GoEnvironment {
     foreach ($name in 'GONOSUMDB', 'GONOPROXY') {
         $setting = New-GoSetting $name @(& $candidates $name)
         if (-not $setting.value) {   # Go defaults both to GOPRIVATE
-            $setting = New-GoSetting $name @(New-GoCandidate $settings['GOPRIVATE'].source $settings['GOPRIVATE'].value) 'GOPRIVATE'
+            $setting = New-GoSetting $name @(New-GoCandidate $settings['GOPRIVATE'].source $settings['GOPRIVATE'].value) -DerivedFrom 'GOPRIVATE'
         }
         $settings[$name] = $setting
     }
@@ -1208,7 +1245,7 @@ function Edit-GoEnvFileText {
 
 function Test-GoBuildCache {
     <# .SYNOPSIS True for a Go build cache: its README starts with Go's marker line, or, the README gone (Go writes
-    it again on its next use), it has Go's structure (Test-GoBuildCacheStructure). #>
+    it again on its next use) or without the marker, it has Go's structure (Test-GoBuildCacheStructure). #>
     param ([string]$Path)
     $readme = Join-GoPath (Get-GoLongPath $Path) 'README'
     if (-not [File]::Exists($readme)) { return (Test-GoBuildCacheStructure $Path) }
@@ -1221,10 +1258,11 @@ function Test-GoBuildCache {
         finally {
             $stream.Dispose()
         }
-        $read -eq $buffer.Length -and [Text.Encoding]::ASCII.GetString($buffer) -ceq $script:BuildReadmeMarker
+        ($read -eq $buffer.Length -and [Text.Encoding]::ASCII.GetString($buffer) -ceq $script:BuildReadmeMarker) -or
+            (Test-GoBuildCacheStructure $Path)
     }
     catch {
-        $false
+        Test-GoBuildCacheStructure $Path
     }
 }
 
@@ -1405,8 +1443,11 @@ function Get-GoBuildCacheScan {
                         $scan.unlinked.Add(@{ mtime = $mtime; size = $totals.bytes; is_action = $false })
                     }
                     else {
+                        # Go's OutputFile: a hit only when the directory's only entry is a regular file.
+                        $only = @(Get-GoChildItem $child)
+                        $oneFile = $only.Count -eq 1 -and $only[0] -is [FileInfo] -and -not (Test-GoReparsePoint $only[0])
                         $scan.outputs[$id] = @{ id = $id; rel = $rel; mtime = $mtime; size = $totals.bytes
-                            disk = $totals.disk_bytes; files = $totals.files; is_dir = $true
+                            disk = $totals.disk_bytes; files = $totals.files; is_dir = $true; one_file = $oneFile
                         }
                     }
                 }
@@ -1422,11 +1463,11 @@ function Get-GoBuildCacheScan {
 
 function Get-GoHitOutput {
     # The output an action names when Go counts the entry as a hit (GetFile, OutputFile): the -d exists with the
-    # size the line records (a -d directory: holding one file of that size); else $null.
+    # size the line records (a -d directory: its only entry a file of that size); else $null.
     param ([hashtable]$Scan, [hashtable]$Action)
     if ($null -eq $Action.output -or -not $Scan.outputs.ContainsKey($Action.output)) { return $null }
     $output = $Scan.outputs[$Action.output]
-    if ($output.size -ne $Action.recorded -or ($output.is_dir -and $output.files -ne 1)) { return $null }
+    if ($output.size -ne $Action.recorded -or ($output.is_dir -and -not $output.one_file)) { return $null }
     $output
 }
 
@@ -1450,6 +1491,14 @@ function Get-GoBuildCacheEntry {
     $entries = [List[object]]::new()
     foreach ($action in $Scan.actions) {
         $output = Get-GoHitOutput $Scan $action
+        if ($null -eq $output -and $action.output -ceq $script:EmptyOutputId -and $action.recorded -eq 0 -and
+                -not $Scan.outputs.ContainsKey($action.output)) {
+            # Go's GetBytes hit on the empty output, whose -d is gone: alive, with no output to free.
+            $entries.Add(@{ action = $action; output = $null; output_id = $action.output; alive = $true
+                    owns_output = $false; last_used = $action.mtime; bytes = $action.size; disk = $action.disk
+                })
+            continue
+        }
         if ($null -eq $output) {
             $entries.Add(@{ action = $action; output = $null; output_id = $action.output; alive = $false
                     owns_output = $false; last_used = $action.mtime; bytes = $action.size; disk = $action.disk
@@ -2143,7 +2192,8 @@ function Select-GoPruneUnit {
     if ($null -ne $Policy.max_age) {
         $cutoff = ($Now - $Policy.max_age - $LagSeconds) * $script:TicksPerSecond
         foreach ($unit in $Unit) {
-            if ($unit.class -eq $script:UnitComplete -and $unit.last_used -lt $cutoff -and (& $removable $unit)) { $unit.remove = $true }
+            # Dead weight ages too, as Go's trim ages it.
+            if ($unit.last_used -lt $cutoff -and (& $removable $unit)) { $unit.remove = $true }
         }
     }
     if ($null -ne $Policy.keep_versions) {

@@ -83,7 +83,8 @@ function Get-GoCacheFactResult {
         foreach ($kind in $Params.kinds) {
             $path, $setting = Get-GoCacheLocation $location $kind
             if (-not (Test-GoAbsolutePath $path)) {
-                $reason = if ($path) { "$($setting.name) is not an absolute path: '$path'" } else { "$($setting.name) is unset" }
+                $reason = if ($path -ceq 'off') { "$($setting.name) is off: Go uses no cache there" }
+                elseif ($path) { "$($setting.name) is not an absolute path: '$path'" } else { "$($setting.name) is unset" }
                 $item = Get-GoEmptyCacheFact $kind
                 $item += @{ path = $(if ($path) { $path } else { $null }); kind = $kind; real_path = $null; exists = $false
                     valid = $false; filesystem = $null
