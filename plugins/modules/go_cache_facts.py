@@ -108,9 +108,9 @@ options:
     default: true
 notes:
   - Build cache entries are Go's C(-a) action files; each names a C(-d) output, which several entries may share
-    (one per Go version, and a third of a real cache's entries name the one empty output). Go ages every file on
+    (one per Go version, and a third or more of a real cache's entries name the one empty output). Go ages every file on
     its own, so an entry's last use is its C(-a) file's modification time, which Go moves forward on a hit only
-    when it is more than an hour old. A shared output counts with the most recently used entry naming it.
+    once it is an hour old. A shared output counts with the most recently used entry naming it.
   - An entry counts only when Go would count it as a hit (see
     O(gofleet.cache.go_cache_prune#module:remove_incomplete)); the others are
     RV(ansible_facts.go_cache.caches[].orphans).

@@ -95,18 +95,24 @@ options:
         complete for the module graph and is never treated as incomplete.
       - 'Go counts a build entry as a hit when its C(-a) file reads as Go reads it (175 bytes, C(v1), hexadecimal
         IDs, its own action ID, size and time fields that are non-negative integers) and the output it names exists
-        with the size the C(-a) records; an executable output is a directory holding exactly one file of that
-        size. Any other entry is a miss: Go rebuilds and overwrites it, so it is dead weight.'
+        with the size the C(-a) records; an executable output is a directory whose only entry is a file of that
+        size; an entry naming the empty output with size 0 is a hit even when that output is gone. Any other
+        entry is a miss: Go rebuilds and overwrites it, so it is dead weight. A directory output whose only entry
+        is a symbolic link is never followed and its entry is kept.'
     type: bool
     default: true
   max_age:
     description:
       - Remove units not used for longer than this duration (V(90m), V(12h), V(30d), V(2w)).
       - 'Build cache: Go ages every file on its own. An entry''s last use is its C(-a) file''s modification time,
-        which Go moves forward on a hit only when it is more than an hour old, so it may lag the last use by up to
+        which Go moves forward on a hit only once it is an hour old, so it may lag the last use by up to
         an hour. O(max_age) therefore removes only entries older than the duration plus that hour, as Go''s own
-        trim removes what is older than 5 days plus the hour: V(5d) removes the entries Go''s trim removes. An
-        output goes once no kept entry names it.'
+        trim removes what is older than 5 days plus the hour: V(5d) removes the C(-a) files Go''s trim removes.
+        Dead weight (see O(remove_incomplete)) ages like everything else. An output goes once no kept entry
+        names it.'
+      - 'In a cache shared by several accounts, Go can move a file''s modification time only as the file''s owner
+        (C(os.Chtimes)): another account''s hits leave no trace, and age-based policies, like Go''s own trim, see
+        the owner''s last use only.'
       - A module version's last use is the access time of its C(.ziphash), C(.mod) and C(.info) on mounts that
         update access times, else its download time (on C(noatime) mounts O(max_age) of the module cache means
         download age).
