@@ -192,6 +192,10 @@ function ConvertFrom-GoSizeOrPercent {
         }
         return @{ unit = 'percent'; amount = $percent }
     }
+    if ($text -match '^\d+(\.\d+)?$' -and [double]::Parse($text, [System.Globalization.CultureInfo]::InvariantCulture) -ne 0) {
+        # "min_free: 15" means 15% to some readers and 15 GB to others; 15 bytes is never what was meant.
+        throw (New-GoOptionError $Option $Value 'a bare number is ambiguous here: write a percentage such as 15% or a size with its unit such as 15GB')
+    }
     @{ unit = 'bytes'; amount = (ConvertFrom-GoSize $Value $Option) }
 }
 
@@ -2140,8 +2144,14 @@ function Test-GoCacheRoot {
         'module' { Test-GoModuleCache $real }
         'fuzz' { [Path]::GetFileName($real) -ceq $script:FuzzDirName -and (Test-GoBuildCache ([Path]::GetDirectoryName($real))) }
     }
+    if (-not $valid -and $Kind -cne 'fuzz') {
+        # An empty directory is an empty cache: Go makes its layout on first use (_locate.check_root_fd).
+        try { $valid = -not [DirectoryInfo]::new((Get-GoLongPath $real)).EnumerateFileSystemInfos().GetEnumerator().MoveNext() }
+        catch { $valid = $false }
+    }
     if (-not $valid) {
-        $reason = @{ build = "its README does not start with Go's build cache marker"; module = 'it has no cache/download directory'
+        $reason = @{ build = "it is not empty and has neither Go's README nor Go's 256 entry directories"
+            module = 'it is not empty and has no cache/download directory'
             fuzz = 'it is not the fuzz directory of a Go build cache'
         }[$Kind]
         throw (New-GoOptionError $Option $Path "not a Go $Kind cache: $reason")

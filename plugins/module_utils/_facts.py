@@ -200,10 +200,10 @@ def _scan_job(root_fd, real_path, target, age_buckets, top, now, mountinfo, link
              'mode': '%04o' % stat.S_IMODE(root_stat.st_mode),
              'filesystem': _fs.filesystem_facts(mountinfo_text=mountinfo, fd=root_fd)}
     if kind == 'build':
-        facts['valid'] = _buildcache.is_build_cache(root_fd)
+        facts['valid'] = _locate.is_cache_layout(root_fd, kind)
         scanned = build_cache_facts(root_fd, age_buckets, now, link_entries) if facts['valid'] else None
     elif kind == 'module':
-        facts['valid'] = _modcache.is_module_cache(root_fd)
+        facts['valid'] = _locate.is_cache_layout(root_fd, kind)
         use_atime = bool(facts['filesystem'].get('atime_updates'))
         scanned = module_cache_facts(root_fd, age_buckets, now, top, use_atime) if facts['valid'] else None
     else:

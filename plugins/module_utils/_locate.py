@@ -42,8 +42,8 @@ KIND_SETTINGS = {'build': 'GOCACHE', 'module': 'GOMODCACHE', 'fuzz': 'GOCACHE'}
 SYSTEM_DIRS = frozenset(('/', '/bin', '/boot', '/dev', '/etc', '/home', '/lib', '/lib64', '/opt', '/proc',
                          '/root', '/run', '/sbin', '/srv', '/sys', '/tmp', '/usr', '/usr/local', '/var',
                          '/var/cache', '/var/lib', '/var/tmp', '/mnt', '/media'))
-NOT_A_CACHE = {'build': "its README does not start with Go's build cache marker",
-               'module': 'it has no cache/download directory',
+NOT_A_CACHE = {'build': "it is not empty and has neither Go's README nor Go's 256 entry directories",
+               'module': 'it is not empty and has no cache/download directory',
                'fuzz': 'it is not the fuzz directory of a Go build cache'}
 # Opening an account's cache as the account: links are followed, as Go follows them.
 _O_DIR_FOLLOW = os.O_RDONLY | os.O_DIRECTORY | getattr(os, 'O_CLOEXEC', 0)
@@ -130,15 +130,33 @@ def check_root_fd(fd, kind, path, option='path'):
     reason = protected_dirs().get((st.st_dev, st.st_ino))
     if reason:
         raise OptionError(option, path, 'refusing %s' % reason)
-    if kind == 'build':
-        valid = _buildcache.is_build_cache(fd)
-    elif kind == 'module':
-        valid = _modcache.is_module_cache(fd)
-    else:
+    if kind == 'fuzz':
         valid = os.path.basename(real) == _buildcache.FUZZ_DIR and _parent_is_build_cache(fd)
+    else:
+        valid = is_cache_layout(fd, kind)
     if not valid:
         raise OptionError(option, path, 'not a Go %s cache: %s' % (kind, NOT_A_CACHE[kind]))
     return real
+
+
+def is_cache_layout(fd, kind):
+    """True when the open directory is laid out as a Go build or module cache, or is empty.
+
+    An empty directory is an empty cache: Go makes its layout on first use, and go_environment creates the
+    directories before any build. Nothing in it can be removed, so nothing is at stake in accepting it.
+    """
+    if kind == 'build':
+        laid_out = _buildcache.is_build_cache(fd)
+    else:
+        laid_out = _modcache.is_module_cache(fd)
+    return laid_out or _is_empty_dir(fd)
+
+
+def _is_empty_dir(fd):
+    try:
+        return not _fs.list_dir(fd)
+    except OSError:
+        return False
 
 
 def _parent_is_build_cache(fd):

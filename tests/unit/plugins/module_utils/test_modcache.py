@@ -86,8 +86,13 @@ def test_age_basis_atime_vs_mtime(modcache):
 
 def test_not_a_module_cache(tmp_path):
     (tmp_path / 'x').mkdir()
+    (tmp_path / 'x' / 'notes.txt').write_text('not Go\n')
     facts = scan_cache(str(tmp_path / 'x'), 'module')
     assert facts['exists'] and not facts['valid']
+    # empty, it is an empty module cache (Go makes cache/download on its first download)
+    (tmp_path / 'x' / 'notes.txt').unlink()
+    facts = scan_cache(str(tmp_path / 'x'), 'module')
+    assert facts['valid'] and facts['entries'] == 0 and facts['bytes'] == 0
 
 
 def test_symlink_out_of_tree_ignored(modcache, tmp_path):

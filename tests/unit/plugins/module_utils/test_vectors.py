@@ -305,16 +305,17 @@ def test_prune(vector, case, workspace, simulated, monkeypatch):
     simulated(vector, space)
     policy_options = dict((key, space.substitute(value)) for key, value in case['policy'].items())
     assert set(policy_options) <= set(POLICY_KEYS)
-    policy = _prune.Policy(**policy_options)
     outside_before = space.outside_state()
     if 'expected_error' in case:
+        # refused when the options are read (a bad value) or when the cache is looked at (not a cache)
         with pytest.raises(OptionError) as info:
-            _prune.prune_cache(space.root, space.kind, policy, now=space.now)
+            _prune.prune_cache(space.root, space.kind, _prune.Policy(**policy_options), now=space.now)
         assert info.value.option == case['expected_error']['option']
         assert case['expected_error']['contains'] in str(info.value)
         assert space.listing() == case['remaining']
         return
 
+    policy = _prune.Policy(**policy_options)
     before = snapshot(space.root)
     preview = comparable(_prune.prune_cache(space.root, space.kind, policy, check_mode=True, now=space.now))
     assert snapshot(space.root) == before, 'check mode changed the disk'
