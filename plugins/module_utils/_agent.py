@@ -470,6 +470,32 @@ def write_metrics(config, outcomes, job, scope):
         os.close(dir_fd)
 
 
+def write_failure_metrics(args, log, me):
+    """After a configuration error, one sample with success 0 in the job's .prom file, when the policy file names
+    a usable metrics_dir: a job that cannot run must show on the dashboards and fire the alerts, not go quiet."""
+    try:
+        with open(args.config, 'rb') as handle:
+            metrics_dir = json.loads(handle.read().decode('utf-8')).get('metrics_dir')
+    except (OSError, IOError, ValueError, AttributeError):
+        return
+    if not isinstance(metrics_dir, str) or not os.path.isabs(metrics_dir):
+        return
+    job_user = 'shared' if args.shared else (args.user or me.pw_name)
+    scope = 'shared' if args.shared else 'user'
+    now = time.time()
+    sample = {'user': '' if args.shared else job_user, 'kind': '', 'path': '', 'scope': scope, 'errors': 1,
+              'busy': 0, 'success': 0, 'timestamp': round(now, 3), 'duration': 0}
+    try:
+        dir_fd = metrics_directory(metrics_dir)
+        try:
+            _metrics.write_atomic(dir_fd, metrics_dir, _metrics.file_name('shared' if args.shared else 'user_' + job_user),
+                                  _metrics.render([sample]))
+        finally:
+            os.close(dir_fd)
+    except (OSError, OptionError) as exc:
+        log.error('metrics_dir %s: %s' % (metrics_dir, exc))
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog=PROG, formatter_class=argparse.RawDescriptionHelpFormatter, epilog=USAGE_EPILOG,
@@ -527,6 +553,8 @@ def _main(args, log):
             os.close(metrics_directory(config.metrics_dir))
     except OptionError as exc:
         log.error(str(exc))
+        if not (args.dry_run or args.check_config):
+            write_failure_metrics(args, log, me)
         return EXIT_CONFIG
     try:
         outcomes = _run_targets(args, log, config, account, targets, unlocated, checked, skipped, lock_dir)

@@ -288,7 +288,13 @@ def test_bad_config_exits_2_and_changes_nothing(agent, golden):
     assert out == []
     assert "gofleet-cache-agent: error: max_age: invalid value '30 days please'" in err
     assert prune_it.diff(before, prune_it.snapshot(c.gocache, c.gomod)) == []
-    assert os.listdir(job.metrics_dir) == []
+    # the job's metrics say it failed (the "last run failed" alert fires), with nothing about the caches
+    assert os.listdir(job.metrics_dir) == ["gofleet_cache_user_%s.prom" % CI]
+    if text_string_to_metric_families is not None:
+        m = metrics(job)
+        assert m["gofleet_cache_last_run_success"][""].value == 0
+        assert m["gofleet_cache_last_run_timestamp_seconds"][""].value >= now
+        assert "gofleet_cache_size_bytes" not in m or not m["gofleet_cache_size_bytes"]
 
 
 def test_a_path_the_owner_cannot_remove_exits_1_and_the_rest_is_pruned(agent, golden):

@@ -181,6 +181,8 @@ def test_bad_config_exits_2_naming_the_problem_and_touches_nothing(tmp_path, sha
 def test_a_shared_path_that_is_no_go_cache_exits_2_before_any_cache_is_touched(tmp_path, shared_cache, dirs, capsys):
     not_a_cache = str(tmp_path / 'srv' / 'not-a-cache')
     os.makedirs(not_a_cache)
+    with open(os.path.join(not_a_cache, 'notes.txt'), 'w') as handle:
+        handle.write('not Go\n')  # an empty directory would be an empty cache
     path = write_config(tmp_path, max_age='30d', lock_dir=dirs['locks'], if_busy='proceed',
                         caches=[{'path': shared_cache, 'kind': 'build'}, {'path': not_a_cache, 'kind': 'build'}])
     before = tree(shared_cache)
@@ -188,6 +190,31 @@ def test_a_shared_path_that_is_no_go_cache_exits_2_before_any_cache_is_touched(t
     assert code == _agent.EXIT_CONFIG
     assert "not a Go build cache" in err and not_a_cache in err
     assert tree(shared_cache) == before
+
+
+@pytest.mark.parametrize('job', [['--shared'], ['--user', 'root']])
+def test_a_bad_policy_still_reports_failure_in_the_metrics(tmp_path, shared_cache, dirs, capsys, job):
+    """A job that cannot run writes success 0 (and its time), so the dashboards and alerts see it; nothing else."""
+    path = write_config(tmp_path, max_age='bogus', lock_dir=dirs['locks'], metrics_dir=dirs['metrics'],
+                        caches=[{'path': shared_cache, 'kind': 'build'}])
+    before = tree(shared_cache)
+    code, _out, err = run(['--config', path] + job, capsys)
+    assert code == _agent.EXIT_CONFIG and "max_age: invalid value 'bogus'" in err
+    assert tree(shared_cache) == before
+    name = 'gofleet_cache_shared.prom' if job == ['--shared'] else 'gofleet_cache_user_root.prom'
+    assert os.listdir(dirs['metrics']) == [name]
+    text, families = metrics_of(os.path.join(dirs['metrics'], name))
+    assert 'gofleet_cache_last_run_success{user="%s",kind="",path="",scope="%s"} 0' % (
+        '' if job == ['--shared'] else 'root', 'shared' if job == ['--shared'] else 'user') in text
+    if families is not None:
+        assert families['gofleet_cache_last_run_timestamp_seconds'].samples[0].value > time.time() - 60
+        assert 'gofleet_cache_size_bytes' not in [sample.name for family in families.values()
+                                                  for sample in family.samples]
+    # a dry run and --check-config never write metrics
+    os.unlink(os.path.join(dirs['metrics'], name))
+    for extra in (['--dry-run'], ['--check-config']):
+        assert run(['--config', path] + job + extra, capsys)[0] == _agent.EXIT_CONFIG
+    assert os.listdir(dirs['metrics']) == []
 
 
 def test_usage_errors_exit_2(capsys):
