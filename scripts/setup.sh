@@ -71,12 +71,13 @@ do_apt() {
 }
 
 # ---------------------------------------------------------------- venvs
-# make_venv DIR PYTHON REQUIREMENTS: (re)create DIR from PYTHON unless it is
-# already built from the same interpreter and requirements (hash stamp).
+# make_venv DIR PYTHON REQUIREMENTS [INCLUDED...]: (re)create DIR from PYTHON unless it is
+# already built from the same interpreter and requirements (hash stamp over REQUIREMENTS and
+# the files it includes with -r).
 make_venv() {
     local dir=$1 py=$2 req=$3 stamp want
     stamp="$dir/.gofleet-requirements.stamp"
-    want="$("$py" -c 'import sys; print(sys.version.split()[0])') $(sha_of "$req")"
+    want="$("$py" -c 'import sys; print(sys.version.split()[0])') $(sha_of "${@:3}")"
     if [ -x "$dir/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
         say "up to date (${want%% *})"; return
     fi
@@ -96,7 +97,7 @@ do_venv() {
     local py
     py=$(pyenv_python 3.12)
     [ -n "$py" ] || { echo "no pyenv python 3.12 found"; return 1; }
-    make_venv "$GOFLEET_VENV" "$py" tests/requirements.txt
+    make_venv "$GOFLEET_VENV" "$py" tests/requirements.txt tests/unit/requirements.txt
 }
 
 do_engine_venvs() {
@@ -108,6 +109,15 @@ do_engine_venvs() {
         make_venv "$GOFLEET_CACHE/py/$v" "$py" tests/requirements-engine.txt
         sep="; "
     done
+}
+
+# The oldest ansible-core meta/runtime.yml claims, for the playbook and role tests (stage
+# integration-oldest-core); the modules run on the same targets.
+do_oldest_core_venv() {
+    local py
+    py=$(pyenv_python 3.12)
+    [ -n "$py" ] || { echo "no pyenv python 3.12 found"; return 1; }
+    make_venv "$GOFLEET_CACHE/core-oldest" "$py" tests/requirements-oldest-core.txt
 }
 
 # ---------------------------------------------------------------- collections
@@ -232,6 +242,7 @@ do_user() {
 step apt do_apt
 step venv do_venv
 step engine-venvs do_engine_venvs
+step oldest-core-venv do_oldest_core_venv
 step collections do_collections
 step pypath-link do_pypath
 step build-copy do_build_copy
