@@ -22,7 +22,8 @@ exec </dev/null
 cd "$GOFLEET_ROOT" || exit 2
 SELF="$GOFLEET_ROOT/scripts/test.sh"
 
-ALL_STAGES=(sanity units engine-py3.8 engine-py3.13 lint changelog integration molecule benchmarks-smoke)
+ALL_STAGES=(sanity units engine-py3.8 engine-py3.13 lint changelog integration integration-oldest-core molecule
+            benchmarks-smoke)
 LOG_DIR="$GOFLEET_OUTPUT/logs"
 JUNIT_DIR="$GOFLEET_OUTPUT/junit"
 STAGE_TIMEOUT=${GOFLEET_STAGE_TIMEOUT:-1800}
@@ -174,6 +175,18 @@ stage_integration() {
     run_pytest tests/integration "$JUNIT_DIR/integration.xml" "$PY" -rfEs tests/integration
 }
 
+# The playbooks and roles on the oldest ansible-core that meta/runtime.yml claims (the integration stage
+# runs them on the newest): a second controller venv, the same targets and collection.
+OLDEST_CORE_TESTS=(tests/integration/test_fleet_report.py tests/integration/test_agent.py
+                   tests/integration/test_hostile_roles.py)
+stage_integration_oldest_core() {
+    local bin="$GOFLEET_CACHE/core-oldest/bin"
+    [ -x "$bin/ansible-playbook" ] || { counts "no $bin/ansible-playbook (scripts/setup.sh)"; return 1; }
+    note "controller: $("$bin/ansible" --version | head -n 1)"
+    GOFLEET_CONTROLLER_BIN=$bin run_pytest integration-oldest-core "$JUNIT_DIR/integration-oldest-core.xml" "$PY" \
+        -rfEs "${OLDEST_CORE_TESTS[@]}"
+}
+
 molecule_scenarios() {
     find extensions/molecule -name molecule.yml -printf '%h\n' 2>/dev/null |
         sed 's|^extensions/molecule/||' | sort
@@ -211,6 +224,7 @@ run_stage_body() { # in the stage process
         lint) stage_lint ;;
         changelog) stage_changelog ;;
         integration) stage_integration ;;
+        integration-oldest-core) stage_integration_oldest_core ;;
         molecule) stage_molecule ;;
         benchmarks-smoke) stage_benchmarks_smoke ;;
         *) echo "unknown stage $1"; return 2 ;;

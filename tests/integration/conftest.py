@@ -241,8 +241,11 @@ class Playbook:
     def __init__(self, workdir: Path):
         self.workdir = workdir
         self.count = 0
-        self.ansible_playbook = Path(sys.executable).parent / "ansible-playbook"
-        if not self.ansible_playbook.exists():
+        # GOFLEET_CONTROLLER_BIN: the bin directory of another controller venv (the oldest ansible-core that
+        # meta/runtime.yml claims, scripts/test.sh stage integration-oldest-core).
+        self.ansible_playbook = Path(os.environ.get("GOFLEET_CONTROLLER_BIN") or Path(sys.executable).parent) \
+            / "ansible-playbook"
+        if not self.ansible_playbook.exists() and not os.environ.get("GOFLEET_CONTROLLER_BIN"):
             found = shutil.which("ansible-playbook")
             self.ansible_playbook = Path(found) if found else self.ansible_playbook
 

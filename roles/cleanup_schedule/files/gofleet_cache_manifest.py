@@ -204,6 +204,18 @@ def legacy_manifest(request):
 # --------------------------------------------------------------------------- plan
 
 
+def _check_parent(parent, directory, option):
+    """The role creates missing directories (parents too) as root: only under a directory no account can change,
+    or an account could swap a link into the path between the role's check and its mkdir."""
+    st = _lstat(parent)
+    if st is None or not stat.S_ISDIR(st.st_mode):
+        raise Failure('%s: invalid value %s: %s is not a directory' % (option, json.dumps(directory), parent))
+    if st.st_uid != 0 or st.st_mode & 0o022:
+        raise Failure('%s: invalid value %s: the role would create it under %s (owner uid %d, mode %04o), which '
+                      'others than root can write; create it first, or name a place under a directory only root '
+                      'writes' % (option, json.dumps(directory), parent, st.st_uid, stat.S_IMODE(st.st_mode)))
+
+
 def plan(request):
     path = request['manifest']
     probed = {}
@@ -219,13 +231,19 @@ def plan(request):
     if adopted is not None:
         manifest['about'] = ABOUT
     created = []
+    option_of = dict((value, key) for key, value in (request.get('options') or {}).items() if value)
     for directory in request.get('dirs') or []:
         missing = False
+        parent = '/'
         for ancestor in _ancestors(directory):
             missing = missing or _lstat(ancestor) is None
-            if missing and ancestor not in manifest['dirs']:
+            if not missing:
+                parent = ancestor
+            elif ancestor not in manifest['dirs']:
                 manifest['dirs'].append(ancestor)
                 created.append(ancestor)
+        if missing:
+            _check_parent(parent, directory, option_of.get(directory, 'directory'))
     _merge(manifest['files'], list(request.get('files') or []) + [path])
     manifest['links'].update(request.get('links') or {})
     _merge(manifest['lock_dirs'], request.get('lock_dirs') or [])
