@@ -16,8 +16,9 @@ ANSIBLE_DISPLAY_SKIPPED_HOSTS=false ansible-playbook -i tests/demo/inventory.ini
 # fleet report of this one-host fleet (with what the policy would reclaim) in gofleet-report/.
 report_dir="$GOFLEET_ROOT/gofleet-report"
 ANSIBLE_DISPLAY_SKIPPED_HOSTS=false ansible-playbook -i tests/demo/inventory.ini gofleet.cache.prune --check \
-    -e '{"gofleet_users": ["gofleet-demo"], "gofleet_kinds": ["build", "module"],
-         "gofleet_policy": {"max_age": "30d", "keep_referenced": ["/home/gofleet-demo/demo/app"]}}' \
+    -e '{"gofleet_users": ["gofleet-demo"],
+         "gofleet_policy": {"kinds": ["build", "module"], "max_age": "30d",
+                            "keep_referenced": ["/home/gofleet-demo/demo/app"]}}' \
     -e "fleet_report_dir=$report_dir"
 echo
 cat "$report_dir/report.md"

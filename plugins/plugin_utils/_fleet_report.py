@@ -413,7 +413,7 @@ def _cache_row(host, cache, counted, reclaim_bytes):
 def _host_report(host, item, min_free, max_inodes_used_pct, desired, env_users):
     """(host row, cache rows, env drift, conflicts, module sizes) of one host."""
     row = {'host': host, 'status': item['status'], 'reason': item['reason'], 'groups': item['groups'],
-           'caches': 0, 'users': [], 'by_kind': {}, 'filesystems': [], 'min_free_pct': None,
+           'caches': 0, 'missing_caches': 0, 'users': [], 'by_kind': {}, 'filesystems': [], 'min_free_pct': None,
            'max_inodes_used_pct': None, 'short': [], 'reclaim': None, 'previous_bytes': None, 'growth_bytes': None,
            'env_drift': 0, 'conflicts': 0, 'errors_total': 0}
     row.update(_zero_counts())
@@ -434,6 +434,10 @@ def _host_report(host, item, min_free, max_inodes_used_pct, desired, env_users):
         if cache.get('user'):
             users.add(str(cache['user']))
         if not counted:
+            continue
+        if not cache.get('exists'):
+            # located but not there (yet): listed among the caches, counted apart from those that exist
+            row['missing_caches'] += 1
             continue
         row['caches'] += 1
         _add_counts(row, cache)
@@ -561,11 +565,12 @@ def build_report(hosts, min_free='10%', max_inodes_used_pct=90, top=10, desired_
 
     ok_rows = [row for row in host_rows if row['status'] == OK]
     totals = dict(_zero_counts(), hosts=len(host_rows), hosts_ok=len(ok_rows),
-                  hosts_failed=len(host_rows) - len(ok_rows), caches=0,
+                  hosts_failed=len(host_rows) - len(ok_rows), caches=0, missing_caches=0,
                   users=len(set((cache['host'], cache['user']) for cache in cache_rows if cache['user'])),
                   by_kind=dict((kind, dict(_zero_counts(), caches=0)) for kind in KINDS))
     for row in ok_rows:
         totals['caches'] += row['caches']
+        totals['missing_caches'] += row['missing_caches']
         _add_counts(totals, row)
         for kind, counts in row['by_kind'].items():
             into = totals['by_kind'].setdefault(kind, dict(_zero_counts(), caches=0))
@@ -650,9 +655,11 @@ def summary_lines(report):
         _count(totals['hosts'], 'host'), totals['hosts_ok'], totals['hosts_failed'])]
     kinds = ', '.join('%d %s' % (counts['caches'], kind) for kind, counts in kinds_in_order(totals['by_kind'])
                       if counts['caches'])
-    lines.append('%s%s: %s in %s, %s' % (
+    lines.append('%s%s: %s in %s, %s%s' % (
         _count(totals['caches'], 'cache'), (' (%s)' % kinds) if kinds else '', format_bytes(totals['bytes']),
-        _count(totals['files'], 'file'), _count(totals['entries'], 'entry', 'entries')))
+        _count(totals['files'], 'file'), _count(totals['entries'], 'entry', 'entries'),
+        ('; %s located but not created yet' % _count(totals['missing_caches'], 'cache'))
+        if totals.get('missing_caches') else ''))
     if report['largest']['hosts']:
         largest = report['largest']['hosts'][0]
         lines.append('Largest host: %s (%s)' % (largest['host'], format_bytes(largest['bytes'])))

@@ -37,7 +37,9 @@ _FORMULA_START = ('=', '+', '-', '@', '\t', '\r')
 # Characters with a meaning inside a GFM table cell (the rest only matter at the start of a line).
 _MARKDOWN_SPECIAL = re.compile(r'([\\`*_\[\]<>|~&])')
 # Kinds of column values: how each format shows them. Numeric kinds align right and sort as numbers.
-TEXT, COUNT, SIZE, PCT, SIGNED = 'text', 'count', 'size', 'pct', 'signed'
+# TEXT cells are names and paths, kept on one line in HTML (a name must not break at its hyphens); PROSE cells
+# (reasons, notes) wrap.
+TEXT, PROSE, COUNT, SIZE, PCT, SIGNED = 'text', 'prose', 'count', 'size', 'pct', 'signed'
 NUMERIC = (COUNT, SIZE, PCT, SIGNED)
 
 
@@ -163,10 +165,14 @@ def _sections(report, markdown):
             Column('Inodes used (highest)', 'max_inodes_used_pct', PCT),
             Column('Reclaim', lambda row: (row['reclaim'] or {}).get('bytes'), SIZE),
             Column('Growth', 'growth_bytes', SIGNED), Column('Env drift', 'env_drift', COUNT),
-            Column('Note', _short_reasons)], report['hosts'], flagged=_failed_or_short))
+            Column('Note', _short_reasons, PROSE)], report['hosts'], flagged=_failed_or_short,
+            notes=() if growth is not None else (
+                'Growth is empty: it compares with an earlier report, given as fleet_report_previous (the '
+                'report.json of an earlier run).',)))
         sections.append(Section('Caches', 'No caches.', [
             Column('Host', 'host'), Column('Account', 'user'), Column('Kind', 'kind'),
             Column('Path', lambda row: row['path'] if row['counted'] else '%s (counted above)' % row['path']),
+            Column('Exists', lambda row: 'yes' if row['exists'] else 'missing'),
             Column('Source', 'source'), Column('Size', 'bytes', SIZE), Column('Files', 'files', COUNT),
             Column('Entries', 'entries', COUNT), Column('Oldest use', 'oldest_used'), Column('Mount', 'mount'),
             Column('Free', 'free_pct', PCT), Column('Reclaim', 'reclaim_bytes', SIZE)], report['caches']))
@@ -188,7 +194,7 @@ def _sections(report, markdown):
             thresholds['min_free'], number_text(thresholds['max_inodes_used_pct'])), 'None.', [
             Column('Host', 'host'), Column('Mount', 'mount'), Column('Free', 'free_bytes', SIZE),
             Column('Free %', 'free_pct', PCT), Column('Inodes used %', 'inodes_used_pct', PCT),
-            Column('Why', lambda row: '; '.join(row['short']))], report['short_of_space']))
+            Column('Why', lambda row: '; '.join(row['short']), PROSE)], report['short_of_space']))
     if report['desired_env']:
         sections.append(Section('Go environment differing from the desired one', 'None: every account matches.', [
             Column('Host', 'host'), Column('Account', 'user'), Column('Variable', 'var'), Column('Value', 'value'),
@@ -197,7 +203,7 @@ def _sections(report, markdown):
         Column('Host', 'host'), Column('Account', 'user'), Column('Variable', 'var'), Column('Value', 'value'),
         Column('Hidden value', 'shadowed_value')], report['conflicts']))
     sections.append(Section('Hosts without facts', 'None: every host reported.', [
-        Column('Host', 'host'), Column('Status', 'status'), Column('Reason', 'reason')], report['failed'],
+        Column('Host', 'host'), Column('Status', 'status'), Column('Reason', 'reason', PROSE)], report['failed'],
         flagged=_failed_or_short))
     if growth is not None:
         notes = ['%s: %s' % (label, ', '.join(names)) for label, names in (
@@ -269,7 +275,7 @@ th,td{border:1px solid #d0d7de;padding:3px 8px;text-align:left;vertical-align:to
 th{background:#f6f8fa;position:sticky;top:0}
 th button{all:unset;cursor:pointer;font-weight:600}
 th[aria-sort=ascending] button::after{content:" \\25B2"}th[aria-sort=descending] button::after{content:" \\25BC"}
-td.n{text-align:right;white-space:nowrap}
+td.n,td.t{white-space:nowrap}td.n{text-align:right}
 td.size{position:relative;min-width:9em}
 td.size .bar{position:absolute;left:0;top:2px;bottom:2px;background:#9ecbff;opacity:.55}
 td.size .v{position:relative}
@@ -310,24 +316,25 @@ def _e(value):
 
 
 def _html_table(section):
-    """A sortable table: numeric cells carry their value in data-v; sizes get a bar of their column's largest."""
-    largest = {}
-    for index, column in enumerate(section.columns):
-        if column.kind == SIZE:
-            largest[index] = max([column.of(row) or 0 for row in section.rows] + [0])
+    """A sortable table: numeric cells carry their value in data-v; sizes get a bar on one scale for the whole
+    table (its largest size), so that bars in different columns compare."""
+    largest = max([column.of(row) or 0 for column in section.columns if column.kind == SIZE
+                   for row in section.rows] + [0])
     out = ['<table class="sortable"><thead><tr>']
     out.extend('<th scope="col"><button type="button">%s</button></th>' % _e(column.header)
                for column in section.columns)
     out.append('</tr></thead><tbody>')
     for row in section.rows:
         out.append('<tr class="bad">' if section.flagged and section.flagged(row) else '<tr>')
-        for index, column in enumerate(section.columns):
+        for column in section.columns:
             value = column.of(row)
             text = _e(cell_text(column.kind, value))
-            if column.kind not in NUMERIC or value is None:
+            if column.kind == TEXT:
+                out.append('<td class="t">%s</td>' % text)
+            elif column.kind not in NUMERIC or value is None:
                 out.append('<td>%s</td>' % text)
             elif column.kind == SIZE:
-                share = (100.0 * value / largest[index]) if largest[index] else 0.0
+                share = (100.0 * value / largest) if largest else 0.0
                 out.append('<td class="n size" data-v="%s"><span class="bar" style="width:%.1f%%"></span>'
                            '<span class="v">%s</span></td>' % (_e(value), max(0.0, min(share, 100.0)), text))
             else:

@@ -236,3 +236,44 @@ def test_renderers_refuse_other_input():
     for function in (render.render_csv, render.render_markdown, render.render_html):
         with pytest.raises(OptionError, match='expected the report built by gofleet.cache.fleet_report_data'):
             function({'report_version': 0})
+
+
+def missing_cache_report(previous=None):
+    hostvars = hostvars_for(1)
+    facts = hostvars['build-0000']['ansible_facts']['go_cache']
+    fuzz = [item for item in facts['caches'] if item['kind'] == 'fuzz'][0]
+    fuzz.update(exists=False, valid=False, bytes=0, files=0, entries=0, filesystem=None)
+    return build_report(collect_hosts(hostvars), generated_at='2026-11-22T00:00:00Z', previous=previous)
+
+
+def test_missing_caches_are_counted_apart_and_shown_as_missing():
+    report = missing_cache_report()
+    existing = [row for row in report['caches'] if row['counted'] and row['exists']]
+    assert report['totals']['caches'] == len(existing) and report['totals']['missing_caches'] == 1
+    assert report['totals']['by_kind']['fuzz']['caches'] == 1  # the other account's fuzz cache exists
+    (line,) = [line for line in render.summary_lines(report) if 'in ' in line and 'cache' in line][:1]
+    assert line.endswith('; 1 cache located but not created yet'), line
+    text = render.render_html(report)
+    assert '<th scope="col"><button type="button">Exists</button></th>' in text
+    assert '<td class="t">missing</td>' in text
+
+
+def test_html_keeps_names_whole_wraps_prose_and_draws_bars_on_one_scale_per_table(page, report):
+    text, _parser = page
+    assert 'td.n,td.t{white-space:nowrap}' in text
+    assert '<td class="t">runner</td>' in text  # a name: one line
+    assert '<td>ssh: &lt;timeout&gt; | &quot;quoted&quot;</td>' in text  # a reason: wraps
+    # Largest accounts: Size, Build, Module, Fuzz share one scale: only the largest size in the table is 100%
+    accounts = text.split('<h2>Largest accounts</h2>')[1].split('</table>')[0]
+    widths = [float(width) for width in re.findall(r'style="width:([0-9.]+)%"', accounts)]
+    sizes = [int(value) for value in re.findall(r'class="n size" data-v="([0-9]+)"', accounts)]
+    assert widths.count(100.0) == sizes.count(max(sizes)) and len(widths) == len(sizes)
+    for width, size in zip(widths, sizes):
+        assert width == pytest.approx(100.0 * size / max(sizes), abs=0.06)
+
+
+def test_growth_says_what_it_needs_when_there_is_no_previous_report():
+    text = render.render_html(missing_cache_report())
+    assert 'Growth is empty: it compares with an earlier report, given as fleet_report_previous' in text
+    with_previous = render.render_html(missing_cache_report(previous=missing_cache_report()))
+    assert 'Growth is empty' not in with_previous
