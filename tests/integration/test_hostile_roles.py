@@ -219,6 +219,9 @@ SCHEDULE_CASES = [
     ("metrics-dir-newline", "cleanup_schedule_metrics_dir", {"cleanup_schedule_metrics_dir": "/var/lib/prom\nx"}),
     ("metrics-dir-relative", "cleanup_schedule_metrics_dir", {"cleanup_schedule_metrics_dir": "prom"}),
     ("metrics-dir-system", "cleanup_schedule_metrics_dir", {"cleanup_schedule_metrics_dir": "/tmp"}),
+    # missing, to be made under a directory every account can write (an account could plant a link there first)
+    ("metrics-dir-under-tmp", "cleanup_schedule_metrics_dir",
+     {"cleanup_schedule_metrics_dir": "/tmp/gofleet-roles-it-absent/prom"}),
     ("metrics-mode-1777", "cleanup_schedule_metrics_dir_mode", {"cleanup_schedule_metrics_dir_mode": "1777"}),
     ("metrics-mode-group", "cleanup_schedule_metrics_dir_mode", {"cleanup_schedule_metrics_dir_mode": "0775"}),
     ("metrics-mode-other", "cleanup_schedule_metrics_dir_mode", {"cleanup_schedule_metrics_dir_mode": "0757"}),
