@@ -4,7 +4,7 @@
 """Generate synthetic Go build caches (GOCACHE) and module caches (GOMODCACHE).
 
 The trees follow the Go toolchain's real on-disk formats (see
-shared GO_CACHE_FACTS.md and cmd/go/internal/cache, cmd/go/internal/modfetch),
+docs/go-cache-facts.md and cmd/go/internal/cache, cmd/go/internal/modfetch),
 so that the collection's engine and plain tools such as ``du`` see what they
 would see on a build server. File contents are deterministic junk: output IDs
 are not the SHA-256 of the ``-d`` files and zips are not valid zips, which is

@@ -37,7 +37,7 @@ $script:BusyRecheckMs = 500
 $script:BusyPollMs = 1000
 
 $script:DurationUnits = @{ s = 1; m = 60; h = 3600; d = 86400; w = 604800 }
-# Decimal and binary units, as DESIGN.md promises; a bare number is bytes.
+# Decimal and binary units (docs/design.md); a bare number is bytes (min_free refuses one: ambiguous there).
 $script:SizeUnits = @{
     b = 1; k = 1000; kb = 1000; m = 1000000; mb = 1000000; g = 1000000000; gb = 1000000000
     t = 1000000000000; tb = 1000000000000

@@ -22,7 +22,7 @@ DURATION_UNITS = {
     'w': 7 * 86400,
 }
 
-# Decimal and binary units, as DESIGN.md promises; a bare number is bytes.
+# Decimal and binary units (docs/design.md); a bare number is bytes (min_free refuses one: ambiguous there).
 SIZE_UNITS = {
     '': 1, 'b': 1,
     'k': 1000, 'kb': 1000, 'm': 1000 ** 2, 'mb': 1000 ** 2,

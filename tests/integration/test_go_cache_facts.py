@@ -107,7 +107,7 @@ def unescape(s):
 
 
 def module_disk(root):
-    """Counts of a module cache the way GO_CACHE_FACTS.md defines presence."""
+    """Counts of a module cache the way docs/go-cache-facts.md defines presence."""
     root = str(root)
     d = {"files": 0, "bytes": 0, "blocks": 0}
     for _path, st in _regular_files(root):

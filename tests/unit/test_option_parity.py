@@ -21,7 +21,7 @@ import yaml
 from ansible_collections.gofleet.cache.tests.sanity.ps1 import ps1_tree
 
 MODULES = os.path.join(ps1_tree.ROOT, 'plugins', 'modules')
-# DESIGN.md: these modules have Windows twins.
+# docs/design.md: these modules have Windows twins.
 TWINS = ('go_cache_facts', 'go_cache_prune', 'go_env')
 # Option keys Ansible.Basic knows; anything else in a .ps1 spec is a typo it would reject at run time.
 SPEC_KEYS = frozenset(('type', 'elements', 'choices', 'default', 'required', 'aliases', 'options', 'no_log',

@@ -154,7 +154,7 @@ Describe 'vector <Name>' -ForEach $vectors {
             }
             Assert-VectorMatch $Case.expected $real 'real run'
             if (-not $Case.Contains('check_mode_expected')) {
-                # DESIGN.md: in check mode the reported numbers equal what the real run removes.
+                # docs/design.md: in check mode the reported numbers equal what the real run removes.
                 foreach ($key in 'removed_entries', 'removed_bytes', 'kept', 'sample', 'target_met') {
                     Assert-VectorMatch $real[$key] $preview[$key] "check mode = real run: $key" -Exact
                 }

@@ -326,7 +326,7 @@ def test_prune(vector, case, workspace, simulated, monkeypatch):
         real = comparable(_prune.prune_cache(space.root, space.kind, policy, now=space.now))
     assert_matches(case['expected'], real, 'real run')
     if 'check_mode_expected' not in case:
-        # DESIGN.md: in check mode the reported numbers equal what the real run removes.
+        # docs/design.md: in check mode the reported numbers equal what the real run removes.
         for key in ('removed_entries', 'removed_bytes', 'kept', 'sample', 'target_met'):
             assert preview[key] == real[key], key
 
