@@ -22,8 +22,8 @@ exec </dev/null
 cd "$GOFLEET_ROOT" || exit 2
 SELF="$GOFLEET_ROOT/scripts/test.sh"
 
-ALL_STAGES=(sanity units engine-py3.8 engine-py3.13 lint changelog integration integration-oldest-core molecule
-            benchmarks-smoke)
+ALL_STAGES=(sanity units engine-py3.8 engine-py3.13 lint changelog release integration integration-oldest-core
+            molecule benchmarks-smoke)
 LOG_DIR="$GOFLEET_OUTPUT/logs"
 JUNIT_DIR="$GOFLEET_OUTPUT/junit"
 STAGE_TIMEOUT=${GOFLEET_STAGE_TIMEOUT:-1800}
@@ -207,6 +207,16 @@ stage_molecule() {
     [ ${#bad[@]} -eq 0 ]
 }
 
+# What Galaxy and Automation Hub run on the built tarball, the docs lint and a docsite build with warnings as
+# errors (scripts/release_checks.sh; its own venv, no network needed).
+stage_release() {
+    local rc=0
+    note "scripts/release_checks.sh"
+    "$GOFLEET_ROOT/scripts/release_checks.sh" || rc=$?
+    counts "$(sed -n 's/^release checks: //p' "$STAGE_LOG" | tail -n 1)"
+    return $rc
+}
+
 stage_benchmarks_smoke() {
     note "benchmarks/run_smoke"
     local rc=0
@@ -226,6 +236,7 @@ run_stage_body() { # in the stage process
         integration) stage_integration ;;
         integration-oldest-core) stage_integration_oldest_core ;;
         molecule) stage_molecule ;;
+        release) stage_release ;;
         benchmarks-smoke) stage_benchmarks_smoke ;;
         *) echo "unknown stage $1"; return 2 ;;
     esac

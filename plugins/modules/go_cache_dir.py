@@ -13,8 +13,8 @@ version_added: 0.1.0
 description:
   - Makes O(path) the account's Go build cache (GOCACHE) or module cache (GOMODCACHE) directory with the owner, group
     and mode asked for, and optionally moves the account's old cache there (O(migrate=move)) or removes the old one
-    (O(migrate=clean), caches being reproducible). The role M(gofleet.cache.go_environment) uses it for every account;
-    it is usable on its own.
+    (O(migrate=clean), caches being reproducible). The role P(gofleet.cache.go_environment#role) uses it for every
+    account; it is usable on its own.
   - 'The path is walked from C(/) one directory at a time. Missing directories in root''s own space are made by root
     (mode 0755); from the first directory O(owner) owns (its home, its GOPATH) a process running as O(owner) goes on,
     following only its own links and making what is missing as O(owner), so that a new C(~/.cache) or
@@ -66,7 +66,7 @@ options:
     description:
       - Group of the directory. Defaults to the primary group of O(owner).
       - For a module cache shared by several accounts, a group they all belong to with O(mode=2775) and Go's
-        C(-modcacherw) flag in GOFLAGS (see M(gofleet.cache.go_environment)).
+        C(-modcacherw) flag in GOFLAGS (see P(gofleet.cache.go_environment#role)).
     type: str
   mode:
     description: Permissions of the directory, as an octal string. V(0700) keeps a per-account cache private.

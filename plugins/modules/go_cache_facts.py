@@ -164,7 +164,7 @@ EXAMPLES = r"""
   ansible.builtin.debug:
     msg: >-
       {{ item.user }} {{ item.kind }} {{ item.path }}:
-      {{ item.bytes | human_readable }},
+      {{ item.bytes | human_readable }} in all,
       {{ (item.age_buckets | selectattr('older_than', '==', '30d') | first).bytes | default(0) | human_readable }} unused for 30 days
   loop: "{{ ansible_facts.go_cache.caches }}"
 
@@ -221,7 +221,8 @@ ansible_facts:
             valid:
               description:
                 - Whether the directory is a Go cache of that kind (README marker or, without a README, Go's 256
-                  entry directories; C(cache/download) layout).
+                  entry directories; C(cache/download) layout). An empty directory is a valid, empty cache (Go lays
+                  it out on first use).
               type: bool
             owner:
               description: Owner of the cache root.
