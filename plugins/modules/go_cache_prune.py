@@ -61,7 +61,8 @@ options:
       - 'It must be a Go cache of that O(kind): a build cache''s C(README) starts with Go''s marker line (without a
         C(README), which Go writes again on its next use, the directory must hold Go''s 256 entry directories
         C(00) to C(ff) and nothing else but Go''s own files and C(fuzz)), a module cache has C(cache/download), a
-        fuzz cache is the C(fuzz) directory of a build cache. C(/), system directories and home directories are
+        fuzz cache is the C(fuzz) directory of a build cache. An empty directory is an empty cache of either kind
+        (Go lays it out on first use; nothing is removed). C(/), system directories and home directories are
         always refused.'
     type: path
   kind:
@@ -129,6 +130,7 @@ options:
     description:
       - Last, remove least recently used units until the file system holding the cache has this much free space,
         as a size (V(20GB)) or a percentage of the file system (V(15%)).
+      - A bare number other than V(0) is refused (V(15) would be 15 bytes, never what was meant).
     type: str
   keep_recent:
     description:

@@ -16,7 +16,6 @@ The project directory is a throw-away copy: the report goes to an absolute ``fle
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -69,8 +68,8 @@ def jobs(go_caches, tmp_path_factory):
     _ensure_collection_link()
     base = tmp_path_factory.mktemp("awx")
     report_dir = base / "reports"
-    first = run_job(base, "job1", True, {"gofleet_users": [go_caches.user],
-                                          "fleet_report_dir": str(report_dir / "job1")})
+    first = run_job(base, "job1", True,
+                    {"gofleet_users": [go_caches.user], "fleet_report_dir": str(report_dir / "job1")})
     second = run_job(base, "job2", False, {"gofleet_users": [go_caches.user], "gofleet_from_cache": True,
                                            "fleet_report_dir": str(report_dir / "job2")}, facts_from=first[3])
     return base, report_dir, first, second
