@@ -6,6 +6,7 @@
 
 - galaxy.yml's dependencies name every collection whose modules, roles or filters the roles and playbooks call
   (a user with only ansible-core gets them on install), and nothing else.
+- galaxy.yml's version is the newest release in the changelog.
 - The oldest ansible-core the test suite runs the playbooks on (tests/requirements-oldest-core.txt) is the one
   meta/runtime.yml claims, and the newest (tests/requirements.txt) is at least that.
 """
@@ -81,3 +82,12 @@ def test_the_tested_ansible_core_range_is_the_claimed_one():
     oldest = (int(match.group(1)), int(match.group(2)))
     assert pinned('requirements-oldest-core.txt', 'ansible-core')[:2] == oldest
     assert pinned('requirements.txt', 'ansible-core')[:2] > oldest
+
+
+def test_the_version_is_the_latest_release_of_the_changelog():
+    with open(os.path.join(ROOT, 'changelogs', 'changelog.yaml')) as handle:
+        releases = yaml.safe_load(handle)['releases']
+    latest = max(releases, key=lambda version: tuple(int(part) for part in version.split('.')))
+    assert galaxy()['version'] == latest
+    with open(os.path.join(ROOT, 'CHANGELOG.rst')) as handle:
+        assert '\nv%s\n' % latest in handle.read()  # generated from changelog.yaml (antsibull-changelog generate)
