@@ -163,7 +163,7 @@ stage_changelog() {
     note "antsibull-changelog lint"
     antsibull-changelog lint || rc=$?
     if [ $rc -eq 0 ]; then
-        counts "$(find changelogs/fragments -type f -name '*.y*ml' | wc -l) fragments"
+        counts "$(find changelogs/fragments -type f -name '*.y*ml' 2>/dev/null | wc -l) fragments"
     else
         counts "$(grep -cE ':[0-9]+:[0-9]+: ' "$STAGE_LOG") problems"
     fi
