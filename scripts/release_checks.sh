@@ -25,8 +25,8 @@
 #             are not reported; everything else (EXAMPLES that cannot be highlighted, bad RST, references into
 #             this collection) is.
 #
-# Tools: .cache/release-venv from tests/requirements-release.txt (made or updated here, hash stamp), first on
-# PATH; nothing is installed into .venv.
+# Tools: .cache/release-venv from tests/requirements-release.txt (scripts/setup.sh makes it, step release-venv),
+# first on PATH; nothing is installed into .venv.
 set -euo pipefail
 exec </dev/null
 
@@ -35,7 +35,6 @@ exec </dev/null
 cd "$GOFLEET_ROOT"
 
 RELEASE_VENV="$GOFLEET_CACHE/release-venv"
-RELEASE_REQ="$GOFLEET_ROOT/tests/requirements-release.txt"
 LOG_DIR="$GOFLEET_OUTPUT/release"
 TAIL_LINES=${GOFLEET_TAIL_LINES:-40}
 STRICT=${GOFLEET_RELEASE_STRICT:-1}
@@ -62,36 +61,6 @@ COLLECTIONS="$WORK/collections"                         # the tarball, extracted
 COLLECTION="$COLLECTIONS/ansible_collections/gofleet/cache"
 
 # ============================================================ helpers
-sha_of() { cat "$@" | sha256sum | cut -c1-16; }
-
-pyenv_python() { # pyenv_python 3.12 -> full path of the newest installed 3.12.x
-    local root
-    root=$(pyenv root 2>/dev/null || echo "${PYENV_ROOT:-$HOME/.pyenv}")
-    find "$root/versions" -mindepth 3 -maxdepth 3 -path "*/versions/$1.*/bin/python$1" 2>/dev/null |
-        sort -V | tail -n 1
-}
-
-# make_release_venv: (re)create .cache/release-venv unless it is built from the same interpreter and
-# requirements (the stamp scripts/setup.sh's make_venv uses).
-make_release_venv() {
-    local py stamp want
-    py=$(pyenv_python 3.12)
-    [ -n "$py" ] || { echo "no pyenv python 3.12 found"; return 1; }
-    stamp="$RELEASE_VENV/.gofleet-requirements.stamp"
-    want="$("$py" -c 'import sys; print(sys.version.split()[0])') $(sha_of "$RELEASE_REQ")"
-    if [ -x "$RELEASE_VENV/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
-        echo "up to date (${want%% *})"; return 0
-    fi
-    if ! [ -x "$RELEASE_VENV/bin/python" ] ||
-        [ "$("$RELEASE_VENV/bin/python" -c 'import sys; print(sys.version.split()[0])' 2>/dev/null)" != "${want%% *}" ]; then
-        rm -rf "$RELEASE_VENV"
-        "$py" -m venv "$RELEASE_VENV"
-    fi
-    "$RELEASE_VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$RELEASE_REQ"
-    echo "$want" >"$stamp"
-    echo "installed (${want%% *})"
-}
-
 # detail TEXT: the short text after ok/FAILED on the check's line
 detail() { printf '%s' "$*" >"$CHECK_DETAIL"; }
 note() { printf '\n### %s\n' "$*"; }
@@ -238,17 +207,10 @@ EOF
 
 # ============================================================ driver
 mkdir -p "$LOG_DIR"
-t0=$SECONDS
-set +e
-venv_result=$(set -e; make_release_venv 2>&1)
-rc=$?
-set -e
-if [ $rc -ne 0 ]; then
-    echo "setup release-venv: FAILED ($((SECONDS - t0))s)"
-    tail -n "$TAIL_LINES" <<<"$venv_result" | sed 's/^/    /'
+if ! [ -x "$RELEASE_VENV/bin/antsibull-docs" ]; then
+    echo "setup release-venv: FAILED: no $RELEASE_VENV (scripts/setup.sh makes it)"
     exit 1
 fi
-echo "setup release-venv: ${venv_result##*$'\n'} ($((SECONDS - t0))s)"
 # The release venv's tools first: galaxy-importer runs ansible-doc and ansible-lint from PATH.
 PATH="$RELEASE_VENV/bin:$PATH"
 export PATH

@@ -120,6 +120,15 @@ do_oldest_core_venv() {
     make_venv "$GOFLEET_CACHE/core-oldest" "$py" tests/requirements-oldest-core.txt
 }
 
+# The tools of scripts/release_checks.sh (galaxy-importer, antsibull-docs, Sphinx), apart from .venv: they pin
+# their own dependencies.
+do_release_venv() {
+    local py
+    py=$(pyenv_python 3.12)
+    [ -n "$py" ] || { echo "no pyenv python 3.12 found"; return 1; }
+    make_venv "$GOFLEET_CACHE/release-venv" "$py" tests/requirements-release.txt
+}
+
 # ---------------------------------------------------------------- collections
 do_collections() {
     local dest="$GOFLEET_CACHE/collections" wheel stamp want pats=() c
@@ -242,13 +251,14 @@ do_user() {
 step apt do_apt
 step venv do_venv
 step engine-venvs do_engine_venvs
-step oldest-core-venv do_oldest_core_venv
 step collections do_collections
 step pypath-link do_pypath
 step build-copy do_build_copy
 step ansible-test-get-pip do_get_pip
-# The demo needs neither podman nor the test image (GOFLEET_SETUP_SKIP_IMAGE=1).
+# The demo needs neither podman, the test image nor the test-only tools (GOFLEET_SETUP_SKIP_IMAGE=1).
 if [ "${GOFLEET_SETUP_SKIP_IMAGE:-0}" != 1 ]; then
+    step oldest-core-venv do_oldest_core_venv
+    step release-venv do_release_venv
     step containers.conf do_containers_conf
     step test-image do_image
 fi
