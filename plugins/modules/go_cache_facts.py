@@ -13,7 +13,8 @@ version_added: 0.1.0
 description:
   - Finds where each account's Go caches really are, and why (an environment variable, the go env file,
     C($GOROOT/go.env) or Go's default), the way the C(go) command resolves them.
-  - Scans each cache once, with C(stat) only, and reports its size, files, entries, age distribution, module versions,
+  - Scans each cache once (C(stat) of every file, and in build caches the 175-byte line of each action file with
+    O(link_entries)) and reports its size, files, entries, age distribution, module versions,
     incomplete downloads, the file system's free space and inodes, and the effective Go environment with conflicts
     between its sources.
   - Gathering never changes access times, which on C(relatime) mounts are the only record of when a module version
