@@ -264,7 +264,11 @@ def test_directories_of_an_account_are_refused(accounts, base, no_change_to_the_
     mallory = accounts["mallory"]
     (base / "mine").mkdir()
     os.chown(str(base / "mine"), mallory.pw_uid, mallory.pw_gid)
+    # root's directory inside mallory's: she can rename it and put a link in its place before the role's mkdir
+    (base / "mine" / "roots").mkdir()
     cases = [
+        {"id": "metrics-dir-below-hers", "vars": schedule_vars(
+            base, cleanup_schedule_metrics_dir=str(base / "mine" / "roots" / "prom"))},
         {"id": "lock-dir", "vars": schedule_vars(base, cleanup_schedule_lock_dir=str(base / "mine"))},
         {"id": "install-dir", "vars": schedule_vars(base, cleanup_schedule_install_dir=str(base / "mine"))},
         {"id": "metrics-dir", "vars": schedule_vars(base, cleanup_schedule_metrics_dir=str(base / "mine"),
@@ -280,6 +284,9 @@ def test_directories_of_an_account_are_refused(accounts, base, no_change_to_the_
                          ("metrics-dir", "cleanup_schedule_metrics_dir")):
         assert outcomes[case]["failed"] and outcomes[case]["msg"].startswith(option + ":"), outcomes[case]
         assert "belongs to %s" % MALLORY in outcomes[case]["msg"], outcomes[case]
+    below = outcomes["metrics-dir-below-hers"]
+    assert below["failed"] and below["msg"].startswith("cleanup_schedule_metrics_dir: invalid value"), below
+    assert "%s (owner uid %d" % (base / "mine", mallory.pw_uid) in below["msg"], below
     assert hostile.snapshot(base) == before
 
 

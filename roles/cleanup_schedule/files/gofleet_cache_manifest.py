@@ -204,15 +204,18 @@ def legacy_manifest(request):
 # --------------------------------------------------------------------------- plan
 
 
-def _check_parent(parent, directory, option):
-    """The role creates missing directories (parents too) as root: only under a directory no account can change,
-    or an account could swap a link into the path between the role's check and its mkdir."""
+def _check_parent(parent, directory, option, nearest):
+    """The role creates missing directories (parents too) as root: only where every existing directory on the way
+    is root's and no account can replace what follows it (writable by root alone, or sticky, as /tmp, when the
+    next directory is root's), and the one it creates them in is writable by root alone; else an account could put
+    a link in the path between the role's check and its mkdir."""
     st = _lstat(parent)
     if st is None or not stat.S_ISDIR(st.st_mode):
         raise Failure('%s: invalid value %s: %s is not a directory' % (option, json.dumps(directory), parent))
-    if st.st_uid != 0 or st.st_mode & 0o022:
+    open_to_others = st.st_mode & 0o022
+    if st.st_uid != 0 or open_to_others and (nearest or not st.st_mode & stat.S_ISVTX):
         raise Failure('%s: invalid value %s: the role would create it under %s (owner uid %d, mode %04o), which '
-                      'others than root can write; create it first, or name a place under a directory only root '
+                      'others than root can change; create it first, or name a place under directories only root '
                       'writes' % (option, json.dumps(directory), parent, st.st_uid, stat.S_IMODE(st.st_mode)))
 
 
@@ -234,16 +237,17 @@ def plan(request):
     option_of = dict((value, key) for key, value in (request.get('options') or {}).items() if value)
     for directory in request.get('dirs') or []:
         missing = False
-        parent = '/'
+        existing = ['/']
         for ancestor in _ancestors(directory):
             missing = missing or _lstat(ancestor) is None
             if not missing:
-                parent = ancestor
+                existing.append(ancestor)
             elif ancestor not in manifest['dirs']:
                 manifest['dirs'].append(ancestor)
                 created.append(ancestor)
         if missing:
-            _check_parent(parent, directory, option_of.get(directory, 'directory'))
+            for index, parent in enumerate(existing):
+                _check_parent(parent, directory, option_of.get(directory, 'directory'), index == len(existing) - 1)
     _merge(manifest['files'], list(request.get('files') or []) + [path])
     manifest['links'].update(request.get('links') or {})
     _merge(manifest['lock_dirs'], request.get('lock_dirs') or [])
