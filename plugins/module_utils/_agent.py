@@ -461,13 +461,23 @@ def metrics_sample(outcome, scope):
 
 
 def write_metrics(config, outcomes, job, scope):
+    """Replace the job's .prom file in metrics_dir with one sample per cache."""
+    return _write_prom(config.metrics_dir, job, [metrics_sample(outcome, scope) for outcome in outcomes
+                                                 if outcome['path']])
+
+
+def _write_prom(metrics_dir, job, samples):
     """Replace the job's .prom file in metrics_dir, a directory no other account may write (private_dir)."""
-    samples = [metrics_sample(outcome, scope) for outcome in outcomes if outcome['path']]
-    dir_fd = metrics_directory(config.metrics_dir)
+    dir_fd = metrics_directory(metrics_dir)
     try:
-        return _metrics.write_atomic(dir_fd, config.metrics_dir, _metrics.file_name(job), _metrics.render(samples))
+        return _metrics.write_atomic(dir_fd, metrics_dir, _metrics.file_name(job), _metrics.render(samples))
     finally:
         os.close(dir_fd)
+
+
+def job_name(args, account_name):
+    """The job a run is ('shared' or 'user_<account>'): its metrics file is named for it."""
+    return 'shared' if args.shared else 'user_' + account_name
 
 
 def write_failure_metrics(args, log, me):
@@ -480,18 +490,12 @@ def write_failure_metrics(args, log, me):
         return
     if not isinstance(metrics_dir, str) or not os.path.isabs(metrics_dir):
         return
-    job_user = 'shared' if args.shared else (args.user or me.pw_name)
-    scope = 'shared' if args.shared else 'user'
-    now = time.time()
-    sample = {'user': '' if args.shared else job_user, 'kind': '', 'path': '', 'scope': scope, 'errors': 1,
-              'busy': 0, 'success': 0, 'timestamp': round(now, 3), 'duration': 0}
+    account_name = args.user or me.pw_name
+    sample = {'user': '' if args.shared else account_name, 'kind': '', 'path': '',
+              'scope': 'shared' if args.shared else 'user', 'errors': 1, 'busy': 0, 'success': 0,
+              'timestamp': round(time.time(), 3), 'duration': 0}
     try:
-        dir_fd = metrics_directory(metrics_dir)
-        try:
-            _metrics.write_atomic(dir_fd, metrics_dir, _metrics.file_name('shared' if args.shared else 'user_' + job_user),
-                                  _metrics.render([sample]))
-        finally:
-            os.close(dir_fd)
+        _write_prom(metrics_dir, job_name(args, account_name), [sample])
     except (OSError, OptionError) as exc:
         log.error('metrics_dir %s: %s' % (metrics_dir, exc))
 
@@ -563,7 +567,7 @@ def _main(args, log):
     codes = set(exit_code(outcome) for outcome in outcomes)
     if config.metrics_dir and not args.dry_run:
         try:
-            write_metrics(config, outcomes, 'shared' if args.shared else 'user_' + account.pw_name,
+            write_metrics(config, outcomes, job_name(args, None if args.shared else account.pw_name),
                           'shared' if args.shared else 'user')
         except (OSError, OptionError) as exc:
             log.error('metrics_dir %s: %s' % (config.metrics_dir, exc))

@@ -32,7 +32,6 @@ SIZE_UNITS = {
 
 _DURATION_RE = re.compile(r'^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$')
 _SIZE_RE = re.compile(r'^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$')
-_BARE_NUMBER_RE = re.compile(r'^\s*\d+(?:\.\d+)?\s*$')
 # Upper bounds: a value past them is a typo or an attack, and the arithmetic stays exact below them.
 MAX_DURATION_S = 100 * 366 * 86400
 MAX_SIZE_BYTES = 2 ** 62
@@ -110,7 +109,8 @@ def parse_size_or_percent(value, option):
         if not 0 <= percent <= 100:
             raise OptionError(option, value, 'a percentage must be between 0% and 100%')
         return ('percent', percent)
-    if _BARE_NUMBER_RE.match(text) and float(text) != 0:
+    bare = _SIZE_RE.match(text)
+    if bare and not bare.group(2) and float(bare.group(1)) != 0:
         # "min_free: 15" means 15% to some readers and 15 GB to others; 15 bytes is never what was meant.
         raise OptionError(option, value, 'a bare number is ambiguous here: write a percentage such as 15% or a size '
                                          'with its unit such as 15GB')
